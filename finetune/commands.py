@@ -1,0 +1,23 @@
+"""`fusionrec finetune`: run a training recipe, merge an adapter, sweep hyper-parameters."""
+
+from __future__ import annotations
+
+import argparse
+
+from fusionrec.config import Config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    f = sub.add_parser("finetune", help="train projectors + LoRA from a recipe; merge; sweep")
+    f.add_argument("action", nargs="?", default="train", choices=["train", "merge", "sweep"])
+    f.add_argument("--recipe", default="", help="recipe YAML (default: finetune.recipe)")
+    f.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the output dir")
+    f.add_argument("--checkpoint", default="", help="merge: the checkpoint folder to merge")
+    f.add_argument("--output", default="", help="output folder")
+    f.set_defaults(func=_finetune)
+
+
+def _finetune(cfg: Config, args: argparse.Namespace) -> int:
+    from finetune.run import finetune_command
+
+    return finetune_command(cfg, args)

@@ -1,0 +1,3 @@
+"""FusionRec core: shared types, configuration, environment and the `fusionrec` CLI."""
+
+__version__ = "0.1.0"
