@@ -34,10 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _data_prepare(cfg: Config, args: argparse.Namespace) -> int:
-    from retrieval.prepare import prepare_dataset
+    from retrieval.prepare import prepare_command
 
-    prepare_dataset(cfg, args.dataset, source=args.source or cfg.data.source)
-    return 0
+    return prepare_command(cfg, args.dataset, source=args.source or cfg.data.source)
 
 
 def _ingest(cfg: Config, args: argparse.Namespace) -> int:

@@ -1,0 +1,171 @@
+"""`fusionrec data prepare`: raw dataset -> cleaned catalog, interactions, report (and ReDial dialogues).
+
+Layout under cfg.data_dir/<name>/: items.jsonl, interactions.csv (user,item,rating,timestamp),
+report.json (stats + every dropped/changed row with file and line), and for ReDial
+dialogues_{train,valid,test}.jsonl. Re-running gives byte-identical files (atomic writes).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from fusionrec.config import Config
+from fusionrec.types import Interaction, Item
+from retrieval.catalog import (
+    CatalogError,
+    atomic_write_text,
+    dumps_interactions,
+    dumps_items,
+    read_interactions,
+    read_items,
+)
+from retrieval.loaders import Dataset, DataSourceError
+
+BUILTIN = ("movielens-100k", "ml-latest-small", "redial")
+ALIASES = {
+    "ml-100k": "movielens-100k",
+    "ml100k": "movielens-100k",
+    "movielens100k": "movielens-100k",
+    "movielens-latest-small": "ml-latest-small",
+    "ml-latest": "ml-latest-small",
+}
+CATALOG_SUFFIXES = (".jsonl", ".csv")
+
+
+class DatasetNotPrepared(FileNotFoundError):
+    """The prepared files are missing; the message names the command that makes them."""
+
+
+def is_catalog_file(name: str) -> bool:
+    return Path(name).suffix.lower() in CATALOG_SUFFIXES
+
+
+def canonical_name(name: str) -> str:
+    """Builtin dataset name (aliases resolved) or, for a .jsonl/.csv path, the file's stem."""
+    key = name.strip()
+    if is_catalog_file(key):
+        from retrieval.loaders.generic import dataset_name
+
+        return dataset_name(key)
+    if key.lower() in BUILTIN:
+        return key.lower()
+    if key.lower() in ALIASES:
+        return ALIASES[key.lower()]
+    raise DataSourceError(
+        f"unknown dataset {name!r}: use one of {', '.join(BUILTIN)} or a path to a .jsonl/.csv catalog"
+    )
+
+
+def dataset_dir(cfg: Config, name: str) -> Path:
+    """cfg.data_dir/<name>; `name` may also be a prepared user catalog's folder name (its stem)."""
+    try:
+        return cfg.data_dir / canonical_name(name)
+    except DataSourceError:
+        from retrieval.loaders.generic import dataset_name
+
+        return cfg.data_dir / dataset_name(name)
+
+
+def _ml100k_catalog(cfg: Config, source: str) -> tuple[list[Item] | None, str]:
+    """The ML-100k items for ReDial title matching: prepared copy first, else the raw files."""
+    prepared = cfg.data_dir / "movielens-100k" / "items.jsonl"
+    if prepared.is_file():
+        return read_items(prepared), str(prepared)
+    from retrieval.loaders.movielens import find_ml100k, load_ml100k
+
+    for src in ([source] if source else []) + [""]:
+        try:
+            folder, posters = find_ml100k(cfg, src, download=False)
+        except DataSourceError:
+            continue
+        return load_ml100k(folder, posters).items, str(folder)
+    return None, ""
+
+
+def load_raw(cfg: Config, name: str, source: str = "") -> Dataset:
+    """Read and clean a raw dataset (nothing written)."""
+    if is_catalog_file(name):
+        from retrieval.loaders.generic import load_generic
+
+        return load_generic(name)
+    canon = canonical_name(name)
+    if canon == "movielens-100k":
+        from retrieval.loaders.movielens import find_ml100k, load_ml100k
+
+        return load_ml100k(*find_ml100k(cfg, source))
+    if canon == "ml-latest-small":
+        from retrieval.loaders.movielens import find_ml_latest, load_ml_latest
+
+        return load_ml_latest(*find_ml_latest(cfg, source))
+    from retrieval.loaders.redial import find_redial, load_redial
+
+    folder = find_redial(cfg, source)
+    ml_items, ml_source = _ml100k_catalog(cfg, source)
+    ds = load_redial(folder, ml_items)
+    ds.report.sources["ml100k_catalog"] = ml_source
+    return ds
+
+
+def prepare_dataset(cfg: Config, name: str, source: str = "", verbose: bool = True) -> Path:
+    """Clean `name` (movielens-100k | ml-latest-small | redial | a .jsonl/.csv path) into cfg.data_dir."""
+    t0 = time.perf_counter()
+    ds = load_raw(cfg, name, source)
+    t_load = time.perf_counter() - t0
+    out = cfg.data_dir / ds.name
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "items.jsonl", dumps_items(ds.items))
+    atomic_write_text(out / "interactions.csv", dumps_interactions(ds.interactions))
+    for split, records in ds.dialogues.items():
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        atomic_write_text(out / f"dialogues_{split}.jsonl", text)
+    atomic_write_text(out / "report.json", ds.report.dumps())
+    elapsed = time.perf_counter() - t0
+    if verbose:
+        ds.report.print_summary()
+        print(
+            f"wrote {out}/ (items.jsonl, interactions.csv, report.json"
+            + (", dialogues_{train,valid,test}.jsonl" if ds.dialogues else "")
+            + f") in {elapsed:.2f} s (reading + cleaning {t_load:.2f} s)"
+        )
+    return out
+
+
+def prepare_command(cfg: Config, name: str, source: str = "") -> int:
+    """CLI wrapper: clear one-line errors (exit 2) instead of tracebacks for bad input."""
+    try:
+        prepare_dataset(cfg, name, source=source)
+    except (DataSourceError, CatalogError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _require(cfg: Config, name: str, filename: str) -> Path:
+    path = dataset_dir(cfg, name) / filename
+    if not path.is_file():
+        raise DatasetNotPrepared(
+            f"dataset {name!r} is not prepared ({path} is missing): run `fusionrec data prepare {name}`"
+            + (f" paths.home={cfg.paths.home}" if cfg.paths.home != ".fusionrec" else "")
+        )
+    return path
+
+
+def load_prepared(cfg: Config, name: str) -> tuple[list[Item], list[Interaction]]:
+    """(items, interactions) of a prepared dataset; `DatasetNotPrepared` says how to make them."""
+    items = read_items(_require(cfg, name, "items.jsonl"))
+    return items, read_interactions(_require(cfg, name, "interactions.csv"))
+
+
+def load_dialogues(cfg: Config, split: str, name: str = "redial") -> list[dict[str, Any]]:
+    """Prepared ReDial dialogue records of one split (train | valid | test)."""
+    path = _require(cfg, name, f"dialogues_{split}.jsonl")
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def load_report(cfg: Config, name: str) -> dict[str, Any]:
+    return json.loads(_require(cfg, name, "report.json").read_text(encoding="utf-8"))
