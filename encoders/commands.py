@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from fusionrec.config import Config
 
@@ -21,14 +22,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _prepare(cfg: Config, args: argparse.Namespace) -> int:
     from encoders.prepare import prepare_models
+    from encoders.registry import ModelError
 
     profile = "offline" if args.offline else (args.profile or cfg.models.profile)
-    prepare_models(cfg, profile=profile, force=args.force)
+    try:
+        prepare_models(cfg, profile=profile, force=args.force)
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
 def _list(cfg: Config, args: argparse.Namespace) -> int:
     from encoders.prepare import print_models
+    from encoders.registry import ModelError
 
-    print_models(cfg)
+    try:
+        print_models(cfg)
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
