@@ -279,9 +279,9 @@ def load_video_encoder(cfg: Config) -> Any:
     def build() -> Any:
         from encoders.video import VideoEncoder
 
-        return VideoEncoder(image, audio)
+        return VideoEncoder(image, audio, cache_dir=cfg.home / "cache" / "frames")
 
-    return _cached(("video", id(image), id(audio)), build)
+    return _cached(("video", id(image), id(audio), str(cfg.home)), build)
 
 
 def _check_role(role: str) -> None:
