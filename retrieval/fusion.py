@@ -1,0 +1,204 @@
+"""Fusion of modality vectors and scores: early (weighted concatenation), late (RRF / weighted sum)
+and cross-modal (a small attention module whose weights the finetune recipes train).
+
+Blocks are the vector spaces an item can have a vector in:
+
+| block | item vector | query vectors that search it |
+|---|---|---|
+| ``text`` | text encoder(title, year, genres, overview, tags) | query text, audio transcript |
+| ``image_text`` | poster in the text space (CLIP / zero-shot bridge) | query text, image in text space |
+| ``image`` | poster, native image features | image, video frames (pooled) |
+| ``audio`` | Whisper encoder states, pooled | audio (and a video's sound track) |
+| ``video`` | sampled frames, native image features, pooled | video frames (pooled), image |
+| ``tfidf`` | TF-IDF of the same text (optional) | query text, audio transcript |
+
+Scores are reported per modality: ``image`` and ``image_text`` both count as ``image``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fusionrec.config import Config
+
+log = logging.getLogger(__name__)
+
+BLOCKS = ("text", "image_text", "image", "audio", "video", "tfidf")
+MODALITY_OF = {
+    "text": "text",
+    "image_text": "image",
+    "image": "image",
+    "audio": "audio",
+    "video": "video",
+    "tfidf": "tfidf",
+}
+RRF_K = 60  # the usual reciprocal-rank-fusion constant
+UNTRAINED_WARNING = "cross-modal fusion is untrained: using equal weights"
+CROSS_FILE = "cross_fusion.safetensors"
+
+
+def block_weight(weights: Mapping[str, float], block: str) -> float:
+    """A block's weight: its own key, else its modality's key (``image_text`` -> ``image``), else 1."""
+    if block in weights:
+        return float(weights[block])
+    return float(weights.get(MODALITY_OF.get(block, block), 1.0))
+
+
+def normalize(vec: np.ndarray) -> np.ndarray:
+    """L2-normalised float32 copy (zeros stay zeros)."""
+    v = np.asarray(vec, dtype=np.float32).reshape(-1)
+    n = float(np.linalg.norm(v))
+    return v / n if n > 0 else v.copy()
+
+
+# --- early fusion --------------------------------------------------------------------------------
+def early_fuse(
+    layout: Sequence[tuple[str, int]], parts: Mapping[str, np.ndarray | None], weights: Mapping[str, float]
+) -> np.ndarray:
+    """Weighted concatenation of the normalised block vectors; a missing block is zeros; unit length."""
+    chunks = []
+    for block, dim in layout:
+        vec = parts.get(block)
+        if vec is None:
+            chunks.append(np.zeros(dim, dtype=np.float32))
+            continue
+        v = normalize(vec)
+        if v.shape[0] != dim:
+            raise ValueError(f"block {block!r}: expected a {dim}-d vector, got {v.shape[0]}")
+        chunks.append(block_weight(weights, block) * v)
+    return normalize(np.concatenate(chunks)) if chunks else np.zeros(0, dtype=np.float32)
+
+
+def split_blocks(vec: np.ndarray, layout: Sequence[tuple[str, int]]) -> dict[str, np.ndarray]:
+    """The blocks of an early-fused vector that are not all zeros (each normalised again)."""
+    out, start = {}, 0
+    v = np.asarray(vec, dtype=np.float32).reshape(-1)
+    for block, dim in layout:
+        part = v[start : start + dim]
+        start += dim
+        if np.any(part):
+            out[block] = normalize(part)
+    return out
+
+
+# --- late fusion ---------------------------------------------------------------------------------
+def rrf(
+    rankings: Sequence[Sequence[str]], weights: Sequence[float] | None = None, k: int = RRF_K
+) -> dict[str, float]:
+    """Reciprocal-rank fusion: score(id) = sum over lists of w / (k + rank), rank from 1."""
+    scores: dict[str, float] = {}
+    for li, ranking in enumerate(rankings):
+        w = 1.0 if weights is None else float(weights[li])
+        for rank, rid in enumerate(ranking, start=1):
+            scores[rid] = scores.get(rid, 0.0) + w / (k + rank)
+    return scores
+
+
+def weighted_sum(modality_scores: Mapping[str, float], weights: Mapping[str, float]) -> float:
+    """Weighted mean of the modality scores the item has (weights of absent modalities drop out)."""
+    total = norm = 0.0
+    for modality, score in modality_scores.items():
+        w = block_weight(weights, modality)
+        total += w * score
+        norm += w
+    return total / norm if norm > 0 else 0.0
+
+
+def modality_scores(block_scores: Mapping[str, float]) -> dict[str, float]:
+    """Per-modality scores from per-block scores (a modality's blocks are averaged)."""
+    sums: dict[str, list[float]] = {}
+    for block, score in block_scores.items():
+        sums.setdefault(MODALITY_OF.get(block, block), []).append(score)
+    return {m: float(sum(v) / len(v)) for m, v in sums.items()}
+
+
+# --- cross-modal fusion --------------------------------------------------------------------------
+class CrossModalFusion(nn.Module):
+    """Attention over an item's block vectors, queried by the user's turn.
+
+    query: the turn's text-space vector (B, Dq); keys: each block's item vector projected to
+    ``hidden`` (B, N, M, H); values: the block's query-item similarity (B, N, M). The fused score
+    is the attention-weighted sum of the similarities over the blocks both sides have. The query
+    projection starts at zero, so an untrained module gives exactly equal weights.
+    """
+
+    def __init__(self, dims: Mapping[str, int], query_dim: int, hidden: int = 64) -> None:
+        super().__init__()
+        self.blocks = list(dims)
+        self.dims = {b: int(d) for b, d in dims.items()}
+        self.query_dim, self.hidden = int(query_dim), int(hidden)
+        self.query_proj = nn.Linear(self.query_dim, self.hidden)
+        nn.init.zeros_(self.query_proj.weight)
+        nn.init.zeros_(self.query_proj.bias)
+        self.key_proj = nn.ModuleDict({b: nn.Linear(d, self.hidden) for b, d in self.dims.items()})
+        self.block_bias = nn.Parameter(torch.zeros(len(self.blocks)))
+
+    def weights(
+        self, query: torch.Tensor, items: Mapping[str, torch.Tensor], mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Attention weights (B, N, M) over the blocks; rows with no block are all zeros."""
+        q = self.query_proj(query)  # B, H
+        keys = torch.stack([self.key_proj[b](items[b]) for b in self.blocks], dim=-2)  # B, N, M, H
+        logits = torch.einsum("bnmh,bh->bnm", keys, q) / math.sqrt(self.hidden) + self.block_bias
+        logits = logits.masked_fill(~mask, float("-inf"))
+        w = torch.nan_to_num(torch.softmax(logits, dim=-1), nan=0.0)
+        return w * mask
+
+    def forward(
+        self, query: torch.Tensor, items: Mapping[str, torch.Tensor], sims: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scores (B, N), weights (B, N, M)) for the block similarities ``sims`` (B, N, M)."""
+        w = self.weights(query, items, mask)
+        return (w * sims).sum(-1), w
+
+
+def cross_fusion_path(cfg: Config) -> Path:
+    return cfg.checkpoints_dir / CROSS_FILE
+
+
+def save_cross_fusion(module: Any, path: Path) -> Path:
+    """Write the module's weights and shape (block dims, query dim, hidden) as safetensors."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"dims": json.dumps(module.dims), "query_dim": str(module.query_dim), "hidden": str(module.hidden)}
+    save_file(
+        {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}, str(path), metadata=meta
+    )
+    return path
+
+
+def load_cross_fusion(cfg: Config, dims: Mapping[str, int], query_dim: int) -> tuple[Any, bool]:
+    """(module, trained): the saved module when it fits these blocks, else an untrained one (logged)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = cross_fusion_path(cfg)
+    if path.is_file():
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        saved_dims = json.loads(meta.get("dims", "{}"))
+        saved_query = int(meta.get("query_dim", -1))
+        if all(saved_dims.get(b) == d for b, d in dims.items()) and saved_query == query_dim:
+            module = CrossModalFusion(saved_dims, saved_query, int(meta.get("hidden", 64)))
+            module.load_state_dict(load_file(str(path)))
+            return module.eval(), True
+        log.warning(
+            "%s was trained for blocks %s (query %d-d), not %s (query %d-d); ignoring it",
+            path,
+            saved_dims,
+            saved_query,
+            dict(dims),
+            query_dim,
+        )
+    log.warning(UNTRAINED_WARNING)
+    return CrossModalFusion(dims, query_dim).eval(), False

@@ -1,0 +1,406 @@
+"""Candidate retrieval: a text and/or media query -> Chroma -> candidates with per-modality scores.
+
+`Retriever(cfg).retrieve(query_text, attachments, filters, exclude_ids, k)` is what the agent calls.
+The query becomes one vector per block (see `retrieval.fusion`): text goes to the text, TF-IDF and
+image-in-text-space blocks; an image to the image and video blocks natively and to the
+image-in-text-space block through ``to_text_space`` (not to the overview's text block: an exact
+poster match must not be outvoted by a noisy image-to-overview channel); audio through its
+transcript (as text) and its Whisper vector; a video through its pooled frames (as an image) and
+its sound track (as audio).
+``retrieval.fusion`` then picks the strategy: ``early`` (one fused vector, one collection), ``late``
+(one search per block, combined by RRF or a weighted score sum) or ``cross`` (late candidates,
+scored by the cross-modal attention module). Filters and excluded ids go into Chroma's ``where``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fusionrec.config import Config
+from fusionrec.types import Attachment, Candidate, Item
+from retrieval.fusion import (
+    BLOCKS,
+    block_weight,
+    early_fuse,
+    load_cross_fusion,
+    modality_scores,
+    normalize,
+    rrf,
+    split_blocks,
+    weighted_sum,
+)
+from retrieval.ingest import VIDEO_FPS
+from retrieval.store import Store, build_where
+
+log = logging.getLogger(__name__)
+
+FUSIONS = ("early", "late", "cross")
+COMBINES = ("rrf", "weighted")
+OVERFETCH = 2  # each block search fetches this many times k (late / cross)
+
+
+class RetrievalError(RuntimeError):
+    """The store is empty, built with other models, or the config names an unknown strategy."""
+
+
+@dataclass
+class QueryVectors:
+    """One vector per block the query reaches, the turn's text-space vector, and what was heard/seen."""
+
+    blocks: dict[str, np.ndarray] = field(default_factory=dict)
+    turn: np.ndarray | None = None
+    transcripts: list[str] = field(default_factory=list)
+
+
+class Retriever:
+    """Queries the catalog that `fusionrec ingest` stored; encoders load on first need."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.fusion = cfg.retrieval.fusion
+        if self.fusion not in FUSIONS:
+            raise RetrievalError(f"retrieval.fusion={self.fusion!r}: expected one of {', '.join(FUSIONS)}")
+        if cfg.retrieval.late_combine not in COMBINES:
+            raise RetrievalError(
+                f"retrieval.late_combine={cfg.retrieval.late_combine!r}: expected one of {', '.join(COMBINES)}"
+            )
+        self.store = Store(cfg)
+        kinds = set(self.store.kinds())
+        self.blocks = [b for b in BLOCKS if b in kinds]
+        early = self.store.get("early")
+        if early is None or not self.blocks:
+            where = cfg.retrieval.server_url or cfg.chroma_dir
+            raise RetrievalError(
+                f"no ingested catalog '{cfg.retrieval.collection}' in the Chroma store at {where}: "
+                "run `fusionrec ingest` first"
+            )
+        self.layout: list[tuple[str, int]] = [tuple(x) for x in json.loads(early.metadata["layout"])]
+        self.dims = {b: int(self.store.get(b).metadata["dim"]) for b in self.blocks}
+        self.model_ids = {b: str(self.store.get(b).metadata["model_id"]) for b in self.blocks}
+        self._items: dict[str, Item] = {}
+        self._encoders: dict[str, Any] = {}
+        self._cross: Any = None
+        self.cross_trained: bool | None = None  # known once the cross-modal module is loaded
+        self.last_query: QueryVectors | None = None
+
+    # --- encoders ----------------------------------------------------------------------------
+    def _encoder(self, role: str) -> Any:
+        if role not in self._encoders:
+            from encoders import registry
+
+            if role == "tfidf":
+                from encoders.text import TfidfEncoder
+
+                self._encoders[role] = TfidfEncoder.load(self.store.get("tfidf").metadata["source"])
+            else:
+                loader = {
+                    "text": registry.load_text_encoder,
+                    "image": registry.load_image_encoder,
+                    "audio": registry.load_audio_encoder,
+                    "video": registry.load_video_encoder,
+                }[role]
+                self._encoders[role] = loader(self.cfg)
+            self._check_model(role, self._encoders[role])
+        return self._encoders[role]
+
+    def _check_model(self, role: str, encoder: Any) -> None:
+        block = {"text": "text", "image": "image", "audio": "audio", "tfidf": "tfidf"}.get(role)
+        stored = self.model_ids.get(block or "")
+        if block and stored and stored != str(encoder.model_id):
+            raise RetrievalError(
+                f"collection {self.store.name(block)} was built with {stored!r} but the configured "
+                f"{role} model is {encoder.model_id!r}: re-run `fusionrec ingest`"
+            )
+
+    def _image_in_text_space(self) -> bool:
+        """Whether the image encoder's text space is the text encoder's (the zero-shot bridge)."""
+        if "same_space" not in self._encoders:
+            probe = ["a film about friendship"]
+            a = self._encoder("image").encode_text(probe)
+            b = self._encoder("text").encode(probe)
+            self._encoders["same_space"] = a.shape == b.shape and bool(np.allclose(a, b, atol=1e-4))
+        return self._encoders["same_space"]
+
+    # --- query vectors -----------------------------------------------------------------------
+    def query_vectors(self, query_text: str = "", attachments: Sequence[Attachment] = ()) -> QueryVectors:
+        """The query's vector per block (only blocks the store has), averaged over contributions."""
+        from encoders.media import validate
+
+        parts: dict[str, list[np.ndarray]] = {}
+        transcripts: list[str] = []
+
+        def add(block: str, vec: Any) -> None:
+            v = np.asarray(vec, dtype=np.float32).reshape(-1)
+            if block in self.dims and v.shape[0] == self.dims[block] and np.any(v):
+                parts.setdefault(block, []).append(normalize(v))
+
+        def add_text(text: str) -> None:
+            if not text.strip():
+                return
+            vec = None
+            if "text" in self.dims:
+                vec = self._encoder("text").encode([text])[0]
+                add("text", vec)
+            if "tfidf" in self.dims:
+                add("tfidf", self._encoder("tfidf").encode([text])[0])
+            if "image_text" in self.dims:  # the zero-shot bridge's text side is the text encoder itself
+                same = vec is not None and self._image_in_text_space()
+                add("image_text", vec if same else self._encoder("image").encode_text([text])[0])
+
+        def add_image_like(native: Any, text_space: Any) -> None:
+            add("image", native)
+            add("video", native)
+            add("image_text", text_space)  # meaning: compared with posters in the text space
+
+        def add_audio(feats: Any) -> None:
+            if feats is None:
+                return
+            if feats.transcript:
+                transcripts.append(feats.transcript)
+                add_text(feats.transcript)
+            add("audio", feats.whisper)
+
+        add_text(query_text or "")
+        for att in attachments:
+            if not att.validated:
+                att = validate(att.path, att.kind)
+            path = str(att.path)
+            if att.kind == "image":
+                image = self._encoder("image")
+                if hasattr(image, "features"):  # one forward pass for both
+                    feats = image.features([path])
+                    add_image_like(feats.native[0], feats.text[0])
+                else:
+                    add_image_like(image.encode([path])[0], image.to_text_space([path])[0])
+            elif att.kind == "audio":
+                add_audio(self._encoder("audio").encode([path])[0])
+            elif att.kind == "video":
+                feats = self._encoder("video").encode(path, fps=VIDEO_FPS)
+                add_image_like(feats.image, feats.to_text_space)
+                add_audio(feats.audio)
+            else:
+                raise ValueError(f"unknown attachment kind {att.kind!r} for {path}")
+        blocks = {b: normalize(np.mean(vs, axis=0)) for b, vs in parts.items()}
+        turn = blocks.get("text")
+        if turn is None and "image_text" in blocks and self._image_in_text_space():
+            turn = blocks["image_text"]
+        return QueryVectors(blocks=blocks, turn=turn, transcripts=transcripts)
+
+    # --- retrieval ---------------------------------------------------------------------------
+    def retrieve(
+        self,
+        query_text: str = "",
+        attachments: Sequence[Attachment] = (),
+        filters: dict[str, Any] | None = None,
+        exclude_ids: Iterable[str] = (),
+        k: int | None = None,
+    ) -> list[Candidate]:
+        """Top-k candidates, best first, each with its fused score and per-modality scores."""
+        k = int(k or self.cfg.retrieval.k)
+        exclude = {str(i) for i in exclude_ids}
+        where = build_where(filters, exclude)
+        query = self.query_vectors(query_text, attachments)
+        self.last_query = query  # what the query became (e.g. the transcript of an audio attachment)
+        if not query.blocks:
+            return self._browse(where, k, exclude)
+        scored = self._early(query, where, k) if self.fusion == "early" else self._late(query, where, k)
+        scored = [s for s in scored if s[0] not in exclude]  # belt and braces: where already did it
+        scored.sort(key=lambda s: -s[1])
+        return [Candidate(self.item(rid), score, mods) for rid, score, mods in scored[:k]]
+
+    def _browse(self, where: dict | None, k: int, exclude: set[str]) -> list[Candidate]:
+        """No query vector (e.g. filters only): items matching the filters, in catalog order."""
+        col = self.store.get("early")
+        got = col.get(where=where, limit=k + len(exclude), include=["documents"])
+        for rid, doc in zip(got["ids"], got["documents"], strict=True):
+            self._remember(rid, doc)
+        return [Candidate(self.item(rid), 0.0, {}) for rid in got["ids"] if rid not in exclude][:k]
+
+    def _early(self, query: QueryVectors, where: dict | None, k: int) -> list[tuple[str, float, dict]]:
+        qvec = early_fuse(self.layout, query.blocks, self.cfg.retrieval.weights)
+        if not np.any(qvec):  # the query reaches no block of the fused vector
+            return []
+        hits = self.store.query("early", qvec, k + 10, where)
+        records = self.store.records("early", [rid for rid, _ in hits])
+        out = []
+        for rid, score in hits:
+            emb, _, doc = records[rid]
+            self._remember(rid, doc)
+            parts = split_blocks(emb, self.layout)
+            block_scores = {b: float(parts[b] @ query.blocks[b]) for b in parts if b in query.blocks}
+            out.append((rid, score, modality_scores(block_scores)))
+        return out
+
+    def _late(self, query: QueryVectors, where: dict | None, k: int) -> list[tuple[str, float, dict]]:
+        channels = [b for b in query.blocks if b in self.dims]
+        lists = {b: self.store.query(b, query.blocks[b], k * OVERFETCH + 10, where) for b in channels}
+        ids = list(dict.fromkeys(rid for b in channels for rid, _ in lists[b]))
+        block_scores, vectors = self._block_scores(query, ids, channels)
+        weights = self.cfg.retrieval.weights
+        if self.fusion == "cross":
+            fused = self._cross_scores(query, ids, block_scores, vectors)
+        elif self.cfg.retrieval.late_combine == "rrf":
+            fused = rrf(
+                [[rid for rid, _ in lists[b]] for b in channels], [block_weight(weights, b) for b in channels]
+            )
+        else:
+            fused = {rid: weighted_sum(block_scores[rid], weights) for rid in ids}
+        return [(rid, float(fused.get(rid, 0.0)), modality_scores(block_scores[rid])) for rid in ids]
+
+    def _block_scores(
+        self, query: QueryVectors, ids: Sequence[str], blocks: Sequence[str]
+    ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, np.ndarray]]]:
+        """Exact cosine per (item, block) for the blocks both sides have, and the item vectors."""
+        scores: dict[str, dict[str, float]] = {rid: {} for rid in ids}
+        vectors: dict[str, dict[str, np.ndarray]] = {rid: {} for rid in ids}
+        for b in blocks:
+            for rid, (emb, _, doc) in self.store.records(b, ids).items():
+                self._remember(rid, doc)
+                vectors[rid][b] = emb
+                if b in query.blocks:
+                    scores[rid][b] = float(normalize(emb) @ query.blocks[b])
+        return scores, vectors
+
+    def cross_module(self) -> Any:
+        """The cross-modal attention module (trained weights when saved, else equal weights)."""
+        if self._cross is None:
+            query_dim = self.dims.get("text") or self.dims.get("image_text") or 1
+            self._cross, self.cross_trained = load_cross_fusion(self.cfg, self.dims, query_dim)
+        return self._cross
+
+    def cross_inputs(
+        self,
+        query: QueryVectors,
+        ids: Sequence[str],
+        block_scores: dict | None = None,
+        vectors: dict | None = None,
+    ) -> dict[str, Any]:
+        """Tensors for `CrossModalFusion` (batch of one query): what the finetune recipes train on."""
+        import torch
+
+        module = self.cross_module()
+        if block_scores is None or vectors is None:
+            block_scores, vectors = self._block_scores(query, ids, self.blocks)
+        blocks = module.blocks
+        turn = query.turn if query.turn is not None else np.zeros(module.query_dim, dtype=np.float32)
+        items = {
+            b: torch.tensor(
+                np.stack([vectors[rid].get(b, np.zeros(module.dims[b], np.float32)) for rid in ids])[None]
+            )
+            for b in blocks
+        }
+        sims = torch.tensor(
+            [[[block_scores[rid].get(b, 0.0) for b in blocks] for rid in ids]], dtype=torch.float32
+        )
+        mask = torch.tensor([[[b in block_scores[rid] for b in blocks] for rid in ids]], dtype=torch.bool)
+        return {
+            "query": torch.tensor(turn, dtype=torch.float32)[None],
+            "items": items,
+            "sims": sims,
+            "mask": mask,
+        }
+
+    def _cross_scores(
+        self, query: QueryVectors, ids: Sequence[str], block_scores: dict, vectors: dict
+    ) -> dict[str, float]:
+        import torch
+
+        if not ids:
+            return {}
+        module = self.cross_module()
+        inputs = self.cross_inputs(query, ids, block_scores, vectors)
+        with torch.inference_mode():
+            scores, _ = module(inputs["query"], inputs["items"], inputs["sims"], inputs["mask"])
+        return {rid: float(s) for rid, s in zip(ids, scores[0].tolist(), strict=True)}
+
+    # --- items -------------------------------------------------------------------------------
+    def _remember(self, rid: str, doc: str | None) -> None:
+        if doc and rid not in self._items:
+            from retrieval.catalog import item_from_dict
+
+            self._items[rid] = item_from_dict(json.loads(doc), "<chroma>", 0)
+
+    def item(self, item_id: str) -> Item:
+        """The stored item (with its auto-labels among the tags); KeyError when it is not stored."""
+        item_id = str(item_id)
+        if item_id not in self._items:
+            for kind in ["early", *self.blocks]:
+                got = self.store.records(kind, [item_id])
+                if item_id in got:
+                    self._remember(item_id, got[item_id][2])
+                    break
+            else:
+                raise KeyError(f"item {item_id!r} is not in collection {self.store.name('early')}")
+        return self._items[item_id]
+
+    def items(self, ids: Sequence[str]) -> list[Item]:
+        """Several stored items at once (unknown ids raise KeyError)."""
+        missing = [str(i) for i in ids if str(i) not in self._items]
+        for rid, (_, _, doc) in self.store.records("early", missing).items():
+            self._remember(rid, doc)
+        return [self.item(i) for i in ids]
+
+
+# --- `fusionrec search` --------------------------------------------------------------------------
+def search_command(cfg: Config, args: Any) -> int:
+    """Print a table of candidates for `fusionrec search "text" [--image F] [--audio F] [--video F]`."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from encoders.media import MediaError, validate
+
+    console = Console()
+    attachments = []
+    for kind in ("image", "audio", "video"):
+        path = getattr(args, kind, "") or ""
+        if path:
+            try:
+                attachments.append(validate(Path(path), kind))
+            except MediaError as exc:
+                console.print(f"[red]error:[/red] {exc}")
+                return 2
+    if not (args.query or attachments):
+        console.print("[red]error:[/red] give a text query and/or --image/--audio/--video")
+        return 2
+    filters: dict[str, Any] = {}
+    if args.genre:
+        filters["genres"] = list(args.genre)
+    if getattr(args, "exclude_genre", None):
+        filters["exclude_genres"] = list(args.exclude_genre)
+    if args.year_min is not None:
+        filters["year_min"] = args.year_min
+    if args.year_max is not None:
+        filters["year_max"] = args.year_max
+    try:
+        retriever = Retriever(cfg)
+        candidates = retriever.retrieve(args.query, attachments, filters or None, k=args.k)
+    except RetrievalError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    mods = [
+        m
+        for m in ("text", "image", "audio", "video", "tfidf")
+        if any(m in c.modality_scores for c in candidates)
+    ]
+    title = f"{len(candidates)} candidates ({cfg.retrieval.fusion} fusion"
+    title += f", {cfg.retrieval.late_combine})" if cfg.retrieval.fusion == "late" else ")"
+    table = Table(title=title)
+    for col in ("#", "id", "title", "year", "genres", "score", *mods):
+        table.add_column(col, justify="right" if col in {"#", "year", "score", *mods} else "left")
+    for rank, cand in enumerate(candidates, start=1):
+        it = cand.item
+        row = [str(rank), it.id, it.title, str(it.year or ""), ", ".join(it.genres), f"{cand.score:.4f}"]
+        row += [f"{cand.modality_scores[m]:.3f}" if m in cand.modality_scores else "" for m in mods]
+        table.add_row(*row)
+    heard = retriever.last_query.transcripts if retriever.last_query else []
+    for text in heard:
+        console.print(f"heard: {text!r}")
+    console.print(table)
+    return 0
