@@ -10,10 +10,19 @@ from fusionrec.config import Config
 def register(sub: argparse._SubParsersAction) -> None:
     f = sub.add_parser("finetune", help="train projectors + LoRA from a recipe; merge; sweep")
     f.add_argument("action", nargs="?", default="train", choices=["train", "merge", "sweep"])
-    f.add_argument("--recipe", default="", help="recipe YAML (default: finetune.recipe)")
-    f.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the output dir")
+    f.add_argument("--recipe", default="", help="recipe YAML or shipped name (default: finetune.recipe)")
+    f.add_argument(
+        "--resume", action="store_true", help="continue from the last checkpoint in the output dir"
+    )
     f.add_argument("--checkpoint", default="", help="merge: the checkpoint folder to merge")
     f.add_argument("--output", default="", help="output folder")
+    f.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY:VALUE",
+        help="override a recipe key, e.g. --set train.max_steps:20 (repeatable)",
+    )
     f.set_defaults(func=_finetune)
 
 

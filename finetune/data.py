@@ -1,0 +1,542 @@
+"""Training and evaluation examples from MovieLens-100k and ReDial.
+
+MovieLens (sequential recommendation, leave-one-out by time):
+- each user's interactions are ordered by (timestamp, item id) — ties broken by the numeric item
+  id, so the order is deterministic; the LAST one is the test target, the one before it the
+  validation target, the rest is training;
+- an example is (history, candidates, target): the up-to-`history_len` most recent items before
+  the target (oldest first) and `num_candidates` candidates = the target + negatives the user
+  never rated (any split), sampled with a seed per (user, position), or hard negatives from
+  retrieval when a Chroma store is available; candidates are shuffled with the same seed;
+- every training position (sliding: the 2nd, 3rd ... training item) is an example with its own
+  sampled candidates; the validation and test targets never appear in a training prompt of
+  their user (they are rated, so never negatives, and come after every training target).
+
+Candidate files (reused by the evaluation so every method ranks the same sets):
+``cfg.data_dir/<dataset>/candidates_valid.json`` and ``candidates_test.json``, each a JSON list of
+``{"user": str, "target": str, "history": [item id, ... oldest first, most recent last],
+"candidates": [item id, ... shuffled, target included]}`` for every user, plus
+``candidates_meta.json`` ({"seed", "negatives", "num_candidates", "history_len", "version"});
+files whose meta matches the request are reused as they are.
+
+ReDial (conversational): each recommender message that names a movie matched to the catalog
+(and not mentioned earlier in the dialogue) becomes an example: the dialogue before it -> that
+movie, among sampled candidates that the dialogue never mentions.
+
+Explanations: targets are template sentences built only from the item's facts (genres, year,
+first sentence of the overview), so they pass the agent's fact check by construction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fusionrec.config import Config
+from fusionrec.types import Interaction, Item
+
+log = logging.getLogger(__name__)
+
+CANDIDATES_VERSION = 1
+SPLITS = ("valid", "test")
+FILE_HISTORY_LEN = 20  # history kept in the candidate files (recipes may show fewer items)
+
+
+class DataError(ValueError):
+    """Examples cannot be built (too few items, malformed candidate file); names the file or field."""
+
+
+@dataclass
+class SeqExample:
+    """One next-item example: history (oldest first) -> target among shuffled candidates."""
+
+    user: str
+    target: str
+    history: list[str]
+    candidates: list[str]
+    position: int = -1  # index of the target in the user's ordered sequence (-1 = valid/test)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "user": self.user,
+            "target": self.target,
+            "history": self.history,
+            "candidates": self.candidates,
+        }
+
+
+@dataclass
+class DialogueExample:
+    """A ReDial recommendation turn: the dialogue so far -> the movie the recommender named."""
+
+    dialogue: str
+    turns: list[tuple[str, str]]  # (role user|assistant, text), oldest first; the last is the user's
+    target: str
+    candidates: list[str]
+
+
+@dataclass
+class ExplainExample:
+    """An explanation target for `item` given a request (user message or liked titles)."""
+
+    item: str
+    request: str
+
+
+@dataclass
+class UserSplit:
+    """One user's ordered items split leave-one-out."""
+
+    user: str
+    train: list[str]
+    valid: str | None
+    test: str | None
+
+    @property
+    def all_items(self) -> list[str]:
+        return self.train + [i for i in (self.valid, self.test) if i is not None]
+
+
+def _id_key(item_id: str) -> tuple[int, int | str]:
+    return (0, int(item_id)) if item_id.isdigit() else (1, item_id)
+
+
+def user_sequences(interactions: Iterable[Interaction]) -> dict[str, list[str]]:
+    """Each user's items ordered by (timestamp, item id); repeated items keep their first rating."""
+    by_user: dict[str, list[Interaction]] = {}
+    for x in interactions:
+        by_user.setdefault(str(x.user), []).append(x)
+    out = {}
+    for user, xs in by_user.items():
+        xs.sort(key=lambda x: (x.timestamp, _id_key(str(x.item))))
+        seen: set[str] = set()
+        seq = []
+        for x in xs:
+            if str(x.item) not in seen:
+                seen.add(str(x.item))
+                seq.append(str(x.item))
+        out[user] = seq
+    return dict(sorted(out.items(), key=lambda kv: _id_key(kv[0])))
+
+
+def leave_one_out(sequences: dict[str, list[str]]) -> dict[str, UserSplit]:
+    """Last item = test, second last = validation, the rest = training (users with < 3 items: train only)."""
+    out = {}
+    for user, seq in sequences.items():
+        if len(seq) >= 3:
+            out[user] = UserSplit(user, seq[:-2], seq[-2], seq[-1])
+        else:
+            out[user] = UserSplit(user, list(seq), None, None)
+    return out
+
+
+def pick_users(splits: dict[str, UserSplit], max_users: int, seed: int) -> list[str]:
+    """All users with a validation target, or a seeded sample of `max_users` of them (sorted by id)."""
+    users = [u for u, s in splits.items() if s.valid is not None]
+    if 0 < max_users < len(users):
+        users = sorted(random.Random(f"{seed}:users").sample(users, max_users), key=_id_key)
+    return users
+
+
+# --- negatives -------------------------------------------------------------------------------------
+class NegativeSampler:
+    """Negatives a user never rated: uniform with a seed, or hard ones from retrieval (top-k, sampled)."""
+
+    def __init__(
+        self,
+        catalog_ids: Sequence[str],
+        titles: dict[str, str] | None = None,
+        retriever: Any = None,
+        pool_k: int = 50,
+    ) -> None:
+        self.catalog_ids = sorted(set(catalog_ids), key=_id_key)
+        self.titles = titles or {}
+        self.retriever = retriever
+        self.pool_k = pool_k
+
+    @property
+    def strategy(self) -> str:
+        return "retrieval" if self.retriever is not None else "random"
+
+    def sample(self, rng: random.Random, rated: set[str], history: Sequence[str], n: int) -> list[str]:
+        """`n` distinct item ids not in `rated`; retrieval ones first when a retriever is set."""
+        chosen: list[str] = []
+        if self.retriever is not None and history:
+            query = "; ".join(self.titles.get(i, "") for i in history[-5:])
+            try:
+                hits = self.retriever.retrieve(query, exclude_ids=sorted(rated), k=self.pool_k)
+            except Exception as exc:  # a store without some ids: fall back to random negatives
+                log.warning("retrieval negatives failed (%s); using random negatives", exc)
+                hits = []
+            pool = [c.item.id for c in hits if c.item.id not in rated]
+            chosen = rng.sample(pool, min(n, len(pool)))
+        if len(chosen) < n:
+            taken = rated | set(chosen)
+            pool = [i for i in self.catalog_ids if i not in taken]
+            if len(pool) < n - len(chosen):
+                raise DataError(f"only {len(pool)} unrated items left for negatives, {n} needed")
+            chosen += rng.sample(pool, n - len(chosen))
+        return chosen
+
+
+def make_example(
+    user: str,
+    seq: Sequence[str],
+    pos: int,
+    rated: set[str],
+    sampler: NegativeSampler,
+    num_candidates: int,
+    history_len: int,
+    rng: random.Random,
+) -> SeqExample:
+    """The example whose target is seq[pos]: history before it, target + sampled negatives, shuffled."""
+    target = seq[pos]
+    history = list(seq[max(0, pos - history_len) : pos])
+    negatives = sampler.sample(rng, rated, history, num_candidates - 1)
+    candidates = [target, *negatives]
+    rng.shuffle(candidates)
+    return SeqExample(user, target, history, candidates, pos)
+
+
+def eval_examples(
+    splits: dict[str, UserSplit],
+    split: str,
+    sampler: NegativeSampler,
+    seed: int,
+    num_candidates: int = 20,
+    history_len: int = 20,
+    users: Iterable[str] | None = None,
+) -> list[SeqExample]:
+    """Validation or test examples (one per user), seeded per (seed, split, user)."""
+    if split not in SPLITS:
+        raise DataError(f"split must be one of {SPLITS}, got {split!r}")
+    out = []
+    for user in users if users is not None else splits:
+        s = splits[user]
+        if s.valid is None:
+            continue
+        seq = s.all_items
+        pos = len(seq) - (2 if split == "valid" else 1)
+        rng = random.Random(f"{seed}:{split}:{user}")
+        ex = make_example(user, seq, pos, set(seq), sampler, num_candidates, history_len, rng)
+        ex.position = -1
+        out.append(ex)
+    return out
+
+
+def train_examples(
+    splits: dict[str, UserSplit],
+    users: Iterable[str],
+    sampler: NegativeSampler,
+    seed: int,
+    num_candidates: int = 20,
+    history_len: int = 20,
+    per_user: int = 0,
+    min_history: int = 1,
+) -> list[SeqExample]:
+    """Sliding training examples: each training position with >= `min_history` items before it.
+
+    `per_user` > 0 keeps each user's most recent positions only. Candidates are sampled per
+    (seed, user, position), so a subset of users gets exactly the examples the full set would.
+    """
+    out = []
+    for user in users:
+        s = splits[user]
+        rated = set(s.all_items)
+        positions = list(range(max(1, min_history), len(s.train)))
+        if per_user > 0:
+            positions = positions[-per_user:]
+        for pos in positions:
+            rng = random.Random(f"{seed}:train:{user}:{pos}")
+            out.append(make_example(user, s.train, pos, rated, sampler, num_candidates, history_len, rng))
+    return out
+
+
+# --- candidate files -------------------------------------------------------------------------------
+def candidates_path(cfg: Config, dataset: str, split: str) -> Path:
+    return cfg.data_dir / dataset / f"candidates_{split}.json"
+
+
+def _meta(seed: int, sampler: NegativeSampler, num_candidates: int, history_len: int) -> dict[str, Any]:
+    return {
+        "seed": seed,
+        "negatives": sampler.strategy,
+        "num_candidates": num_candidates,
+        "history_len": history_len,
+        "version": CANDIDATES_VERSION,
+    }
+
+
+def read_candidates(path: Path) -> list[SeqExample]:
+    """A candidate file written by `candidate_sets` (DataError naming the file and record on bad input)."""
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(
+            f"{path}: missing (run `fusionrec finetune` or build it with finetune.data)"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(records, list):
+        raise DataError(f"{path}: expected a JSON list of records")
+    out = []
+    for i, r in enumerate(records):
+        try:
+            ex = SeqExample(
+                str(r["user"]),
+                str(r["target"]),
+                [str(x) for x in r["history"]],
+                [str(x) for x in r["candidates"]],
+            )
+        except (KeyError, TypeError) as exc:
+            raise DataError(f"{path}: record {i}: missing or malformed field {exc}") from None
+        if ex.target not in ex.candidates:
+            raise DataError(f"{path}: record {i}: target {ex.target} is not among the candidates")
+        out.append(ex)
+    return out
+
+
+def candidate_sets(
+    cfg: Config,
+    dataset: str,
+    splits: dict[str, UserSplit],
+    sampler: NegativeSampler,
+    seed: int,
+    num_candidates: int = 20,
+    history_len: int = 20,
+    force: bool = False,
+) -> dict[str, list[SeqExample]]:
+    """Validation and test candidate sets for EVERY user: read when saved with the same settings, else written."""
+    from retrieval.catalog import atomic_write_text
+
+    meta = _meta(seed, sampler, num_candidates, history_len)
+    meta_path = cfg.data_dir / dataset / "candidates_meta.json"
+    paths = {s: candidates_path(cfg, dataset, s) for s in SPLITS}
+    if not force and meta_path.is_file() and all(p.is_file() for p in paths.values()):
+        try:
+            saved = json.loads(meta_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            saved = None
+        if saved == meta:
+            return {s: read_candidates(p) for s, p in paths.items()}
+        log.warning("%s has other settings (%s); writing new candidate sets", meta_path, saved)
+    out = {}
+    for split, path in paths.items():
+        out[split] = eval_examples(splits, split, sampler, seed, num_candidates, history_len)
+        text = json.dumps([e.to_json() for e in out[split]], indent=0) + "\n"
+        atomic_write_text(path, text)
+    atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return out
+
+
+def popularity(splits: dict[str, UserSplit]) -> dict[str, int]:
+    """Training-interaction counts per item (validation and test targets excluded)."""
+    counts: dict[str, int] = {}
+    for s in splits.values():
+        for i in s.train:
+            counts[i] = counts.get(i, 0) + 1
+    return counts
+
+
+# --- ReDial ----------------------------------------------------------------------------------------
+def dialogue_examples(
+    records: Iterable[dict[str, Any]],
+    catalog_ids: Sequence[str],
+    seed: int,
+    num_candidates: int = 20,
+    max_turns: int = 8,
+) -> list[DialogueExample]:
+    """Recommender messages naming a NEW catalog movie -> examples (context before that message)."""
+    pool = sorted(set(catalog_ids), key=_id_key)
+    known = set(pool)
+    out = []
+    for rec in records:
+        cid = str(rec.get("conversation_id", ""))
+        mentioned = {m for msg in rec.get("messages", []) for m in msg.get("ml_item_ids", []) if m}
+        seen: set[str] = set()
+        turns: list[tuple[str, str]] = []
+        for k, msg in enumerate(rec.get("messages", [])):
+            role = "assistant" if msg.get("role") == "recommender" else "user"
+            ids = [m for m in msg.get("ml_item_ids", []) if m]
+            new = [m for m in ids if m in known and m not in seen]
+            if role == "assistant" and new and turns and any(r == "user" for r, _ in turns):
+                context = turns[-max_turns:]
+                while context and context[-1][0] != "user":
+                    context = context[:-1]
+                if context:
+                    rng = random.Random(f"{seed}:redial:{cid}:{k}")
+                    negs = rng.sample([i for i in pool if i not in mentioned], num_candidates - 1)
+                    cands = [new[0], *negs]
+                    rng.shuffle(cands)
+                    out.append(DialogueExample(cid, list(context), new[0], cands))
+            seen.update(ids)
+            text = str(msg.get("text", "")).strip()
+            if text:
+                if turns and turns[-1][0] == role:  # consecutive messages of one side: one turn
+                    turns[-1] = (role, turns[-1][1] + " " + text)
+                else:
+                    turns.append((role, text))
+    return out
+
+
+# --- explanations and alignment targets ------------------------------------------------------------
+def first_sentence(text: str, max_chars: int = 200) -> str:
+    text = re.sub(r"\s+", " ", text or "").strip()
+    if not text:
+        return ""
+    m = re.match(r"(.+?[.!?])(\s|$)", text)
+    sentence = m.group(1) if m else text
+    if len(sentence) > max_chars:
+        sentence = sentence[:max_chars].rsplit(" ", 1)[0] + "."
+    return sentence
+
+
+def _joined(words: Sequence[str]) -> str:
+    words = [w for w in words if w]
+    if len(words) <= 1:
+        return "".join(words)
+    return ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def explanation_target(item: Item) -> str:
+    """The continuation after "<title> fits because": facts only (genres, year, first overview sentence)."""
+    genres = _joined(item.genres)
+    what = f"{'an' if genres[:1].lower() in 'aeiou' else 'a'} {genres} film" if genres else "a film"
+    when = f" from {item.year}" if item.year else ""
+    overview = first_sentence(item.text)
+    return f" it is {what}{when} that matches what you asked for." + (f" {overview}" if overview else "")
+
+
+def alignment_target(item: Item) -> str:
+    """What stage 1 teaches the LLM to say from an item's soft tokens: "Title (Year): genres"."""
+    year = f" ({item.year})" if item.year else ""
+    return f" {item.title}{year}: {', '.join(item.genres) or 'unknown genre'}"
+
+
+def liked_request(titles: Sequence[str]) -> str:
+    """A user request made from liked titles (explanation examples of the sequential data)."""
+    titles = [t for t in titles if t]
+    if not titles:
+        return "Recommend me a good movie."
+    return f"I liked {_joined(list(titles))}. What should I watch next?"
+
+
+def explain_examples(
+    train: Sequence[SeqExample],
+    dialogues: Sequence[DialogueExample],
+    titles: dict[str, str],
+    seed: int,
+    limit: int = 0,
+) -> list[ExplainExample]:
+    """Explanation examples: training targets with the user's recent likes as the request, and
+    ReDial recommendations with the seeker's message as the request."""
+    out = [
+        ExplainExample(e.target, liked_request([titles.get(i, "") for i in e.history[-3:]])) for e in train
+    ]
+    out += [ExplainExample(d.target, d.turns[-1][1]) for d in dialogues]
+    if 0 < limit < len(out):
+        out = random.Random(f"{seed}:explain").sample(out, limit)
+    return out
+
+
+@dataclass
+class Datasets:
+    """Everything a run trains and validates on."""
+
+    items: dict[str, Item]
+    splits: dict[str, UserSplit]
+    users: list[str]
+    train: list[SeqExample]
+    valid: list[SeqExample]
+    dialogues: list[DialogueExample] = field(default_factory=list)
+    explain: list[ExplainExample] = field(default_factory=list)
+    align: list[str] = field(default_factory=list)  # item ids for the alignment task
+    popularity: dict[str, int] = field(default_factory=dict)
+    sampler: str = "random"
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "users": len(self.users),
+            "train_examples": len(self.train),
+            "valid_examples": len(self.valid),
+            "dialogue_examples": len(self.dialogues),
+            "explain_examples": len(self.explain),
+            "align_items": len(self.align),
+            "negatives": self.sampler,
+        }
+
+
+def open_retriever(cfg: Config) -> Any:
+    """A Retriever over the ingested store, or None when there is none (random negatives then)."""
+    try:
+        from retrieval.search import Retriever
+
+        return Retriever(cfg)
+    except Exception as exc:
+        log.info("no retriever (%s)", exc)
+        return None
+
+
+def load_datasets(cfg: Config, recipe: Any, retriever: Any = None) -> Datasets:
+    """Build every example set of a recipe (see the module docstring)."""
+    from retrieval.prepare import DatasetNotPrepared, load_dialogues, load_prepared, prepare_dataset
+
+    d = recipe.data
+    try:
+        items_list, interactions = load_prepared(cfg, d.dataset)
+    except DatasetNotPrepared:
+        prepare_dataset(cfg, d.dataset, verbose=False)
+        items_list, interactions = load_prepared(cfg, d.dataset)
+    items = {i.id: i for i in items_list}
+    unknown = sorted({x.item for x in interactions} - set(items))
+    if unknown:
+        raise DataError(
+            f"{d.dataset}: interactions name {len(unknown)} items not in items.jsonl (e.g. {unknown[:3]})"
+        )
+    splits = leave_one_out(user_sequences(interactions))
+    titles = {i.id: i.title for i in items_list}
+    if d.negatives == "retrieval" and retriever is None:
+        retriever = open_retriever(cfg)
+        if retriever is None:
+            log.warning("data.negatives=retrieval but no ingested store: using random negatives")
+    sampler = NegativeSampler(list(items), titles, retriever if d.negatives == "retrieval" else None)
+    sets = candidate_sets(cfg, d.dataset, splits, sampler, recipe.seed, d.num_candidates, FILE_HISTORY_LEN)
+    users = pick_users(splits, d.max_users, recipe.seed)
+    user_set = set(users)
+    train = train_examples(
+        splits, users, sampler, recipe.seed, d.num_candidates, d.history_len, d.train_per_user, d.min_history
+    )
+    valid = [
+        SeqExample(e.user, e.target, e.history[-d.history_len :] if d.history_len > 0 else [], e.candidates)
+        for e in sets["valid"]
+        if e.user in user_set
+    ]
+    if 0 < d.val_users < len(valid):
+        valid = valid[: d.val_users]
+    dialogues: list[DialogueExample] = []
+    if d.redial:
+        try:
+            records = load_dialogues(cfg, "train")
+        except DatasetNotPrepared:
+            prepare_dataset(cfg, "redial", verbose=False)
+            records = load_dialogues(cfg, "train")
+        dialogues = dialogue_examples(records, list(items), recipe.seed, d.num_candidates)
+        if 0 < d.redial_max < len(dialogues):
+            dialogues = random.Random(f"{recipe.seed}:redial").sample(dialogues, d.redial_max)
+    explain = explain_examples(train, dialogues, titles, recipe.seed, d.explain_items)
+    align = sorted({i for e in train for i in [e.target, *e.history]}, key=_id_key)
+    if 0 < d.align_items < len(align):
+        align = sorted(random.Random(f"{recipe.seed}:align").sample(align, d.align_items), key=_id_key)
+    return Datasets(
+        items, splits, users, train, valid, dialogues, explain, align, popularity(splits), sampler.strategy
+    )
+
+
+def as_dicts(examples: Sequence[Any]) -> list[dict[str, Any]]:
+    return [asdict(e) for e in examples]

@@ -1,0 +1,75 @@
+"""Stage 2 trains retrieval's CrossModalFusion when a store is ingested; hard negatives from retrieval."""
+
+from __future__ import annotations
+
+import random
+import shutil
+
+import pytest
+import torch
+
+from finetune.data import NegativeSampler, load_datasets
+from finetune.recipe import load_recipe
+from finetune.run import train
+from tests.conftest import TEST_HOME, make_config
+from tests.finetune.conftest import SMALL
+
+HOME = TEST_HOME / "finetune-fusion"
+OVERRIDES = {**SMALL, "train.max_steps": 4, "tasks.fusion_weight": 1.0, "train.eval_at_start": False}
+
+
+@pytest.fixture(scope="module")
+def fusion_cfg(ft_cfg):
+    """A home sharing the tiny models and prepared data, with a Chroma store of the items of a small run."""
+    from retrieval.ingest import ingest
+
+    HOME.mkdir(parents=True, exist_ok=True)
+    for name, target in (("models", ft_cfg.models_dir), ("data", ft_cfg.data_dir)):  # shared, prepared once
+        if not (HOME / name).exists():
+            (HOME / name).symlink_to(target, target_is_directory=True)
+    shutil.rmtree(HOME / "chroma", ignore_errors=True)
+    shutil.rmtree(HOME / "checkpoints", ignore_errors=True)
+    cfg = make_config("tiny", home=HOME)
+    torch.set_num_threads(1)  # faster than 2 contended threads for tiny models
+    data = load_datasets(cfg, load_recipe("tiny_smoke", OVERRIDES))
+    ids = {i for e in data.train for i in [*e.history, *e.candidates]}  # fusion trains on these
+    ingest(
+        cfg,
+        "movielens-100k",
+        modalities=["text", "image"],
+        progress=False,
+        catalog=[data.items[i] for i in sorted(ids, key=int)],
+    )
+    return cfg
+
+
+def test_stage2_trains_the_cross_modal_fusion(fusion_cfg, tmp_path):
+    from retrieval.fusion import cross_fusion_path, load_cross_fusion
+    from retrieval.search import Retriever
+
+    result = train(fusion_cfg, load_recipe("tiny_smoke", OVERRIDES), str(tmp_path / "run"), progress=False)
+    fusion_losses = [t["fusion"] for t in result.task_losses if "fusion" in t]
+    assert fusion_losses, result.task_losses
+    assert (result.last_dir / "cross_fusion.safetensors").is_file()
+    assert cross_fusion_path(fusion_cfg).is_file()
+    retriever = Retriever(fusion_cfg)
+    module, trained = load_cross_fusion(fusion_cfg, retriever.dims, retriever.dims["text"])
+    assert trained
+    assert module.query_proj.weight.abs().sum() > 0  # moved away from the untrained (zero) query projection
+
+
+def test_hard_negatives_come_from_retrieval(fusion_cfg):
+    from retrieval.prepare import load_prepared
+    from retrieval.search import Retriever
+
+    items, _ = load_prepared(fusion_cfg, "movielens-100k")
+    titles = {i.id: i.title for i in items}
+    retriever = Retriever(fusion_cfg)
+    stored = set(retriever.store.all_ids("early"))
+    sampler = NegativeSampler([i.id for i in items], titles, retriever, pool_k=30)
+    history = sorted(stored, key=int)[:5]
+    rated = set(history) | set(sorted(stored, key=int)[5:10])
+    negs = sampler.sample(random.Random(0), rated, history, 19)
+    assert len(set(negs)) == 19 and not set(negs) & rated
+    assert set(negs) <= stored  # all from the retrieved pool (the store holds > 30 unrated items)
+    assert sampler.strategy == "retrieval"
