@@ -8,8 +8,13 @@ from fusionrec.config import Config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    c = sub.add_parser("chat", help="chat in the terminal (/image, /audio, /video, /why N, /reset, /quit)")
-    c.add_argument("--prepare", action="store_true", help="prepare models, data and the index first if missing")
+    c = sub.add_parser(
+        "chat",
+        help="chat in the terminal (/image, /audio, /video, /why N, /like N, /dislike N, /reset, /quit)",
+    )
+    c.add_argument(
+        "--prepare", action="store_true", help="prepare models, data and the index first if missing"
+    )
     c.add_argument("--message", "-m", action="append", default=[], help="send these messages, print, exit")
     c.set_defaults(func=_chat)
 

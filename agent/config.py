@@ -9,11 +9,19 @@ from dataclasses import dataclass
 class AgentConfig:
     num_candidates: int = 20  # candidates shown to the LLM (labels A..T, at most 20)
     ranker: str = "verbalizer"  # verbalizer (label logits, one pass) | generative (titles, parsed)
-    template: str = "default"  # prompt template name in agent/prompts/
-    retrieval_weight: float = 0.0  # final score = LLM score + weight * retrieval score
+    template: str = "default"  # prompt template name in agent/prompts/ (default | concise) or a .txt path
+    calibrate: bool = False  # verbalizer: subtract the label prior of a content-free prompt (position bias)
+    retrieval_weight: float = 0.0  # final score = LLM score + weight * retrieval score (min-max normalised)
     show_top_k: int = 5  # items shown per answer
     explain_top_k: int = 3  # items that get a generated explanation
     max_new_tokens: int = 60  # explanation length limit
-    max_prompt_tokens: int = 1536  # dialogue is trimmed (oldest first) to fit
+    max_prompt_tokens: int = 1536  # dialogue is trimmed (oldest first), then overviews shortened, to fit
     max_message_chars: int = 2000  # longer user messages are refused with a clear reply
     adapter: str = ""  # finetune checkpoint folder (LoRA adapter + projectors); "" = none
+    overview_chars: int = 200  # overview characters per candidate in the ranking prompt (0 = titles only)
+    seed: int = 0  # seed of freshly initialised projectors (when no adapter is given)
+    placeholder_token: str = ""  # token written at soft-token positions; "" = an unused special token
+    repetition_penalty: float = 1.2  # explanation decoding (greedy); 1.0 = off
+    query_turns: int = 2  # earlier user messages added to the retrieval query (keeps the topic)
+    torch_threads: int = 0  # >0: torch.set_num_threads(n) at Agent start (1 is fastest on a busy shared CPU)
+    max_attachment_mb: int = 25  # larger uploads are refused with a clear reply

@@ -1,0 +1,432 @@
+"""The Agent: one object that serves the REPL, the UI and the evaluation.
+
+`Agent(cfg).respond(state, turn)` yields Events as the turn proceeds:
+``retrieved`` (candidates), ``ranked`` (the Ranking and the items shown), ``explanation_token``
+(streamed text pieces), ``explanation`` (the checked Explanation; it REPLACES the streamed text,
+which may have failed the fact check), ``message`` (the reply text), ``error`` (a clear reply; the
+session goes on) and finally ``done`` (timings). Bad turns (empty, oversized, unreadable
+attachment) get an ``error`` event and leave the state as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from agent import dialogue
+from agent.explain import ExplainResult, check_explanation, stream_explanation
+from agent.projector import Projectors
+from agent.prompt import AttachmentInput, RankPrompt, build_rank_prompt, constraints_text, load_template
+from agent.rank import label_prior, rank_generative, rank_verbalizer
+from agent.softtokens import placeholder_id
+from fusionrec.config import Config
+from fusionrec.types import Attachment, Candidate, DialogueState, Item, Ranking, Turn
+
+log = logging.getLogger(__name__)
+
+EventKind = Literal["retrieved", "ranked", "explanation_token", "explanation", "message", "error", "done"]
+EVENT_KINDS = ("retrieved", "ranked", "explanation_token", "explanation", "message", "error", "done")
+RANKERS = ("verbalizer", "generative")
+
+
+@dataclass
+class Event:
+    """One step of a turn. `payload` is a dict whose keys depend on `kind` (see the module docstring)."""
+
+    kind: EventKind
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+class AgentError(RuntimeError):
+    """The agent cannot be built (bad adapter folder, unknown ranker or template)."""
+
+
+def load_adapter(model: Any, folder: Path) -> Any:
+    """A copy of `model` with the LoRA adapter in `folder` (the cached base model stays untouched)."""
+    if not (folder / "adapter_config.json").is_file():
+        return model
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(copy.deepcopy(model), str(folder)).eval()
+
+
+class Agent:
+    """Retrieval + soft-token LLM ranking + grounded explanations, one turn at a time."""
+
+    def __init__(self, cfg: Config, retriever: Any = None, llm: tuple[Any, Any] | None = None) -> None:
+        from encoders import registry
+
+        self.cfg = cfg
+        acfg = cfg.agent
+        if acfg.ranker not in RANKERS:
+            raise AgentError(f"agent.ranker={acfg.ranker!r}: expected one of {', '.join(RANKERS)}")
+        if not 0 < acfg.num_candidates <= 20:
+            raise AgentError(f"agent.num_candidates={acfg.num_candidates}: expected 1..20 (labels A..T)")
+        self.template = load_template(acfg.template)
+        if acfg.torch_threads > 0:
+            import torch
+
+            torch.set_num_threads(acfg.torch_threads)
+        model, self.tokenizer = llm or registry.load_llm(cfg)
+        hidden = int(model.get_input_embeddings().weight.shape[-1])
+        if acfg.adapter:
+            folder = Path(acfg.adapter).expanduser()
+            if not folder.is_dir():
+                raise AgentError(f"agent.adapter={acfg.adapter!r}: no such checkpoint folder")
+            self.model = load_adapter(model, folder)
+            self.projectors = Projectors.load(folder, expect_out_dim=hidden)
+        else:
+            self.model = model
+            token_norm = float(model.get_input_embeddings().weight.detach().float().norm(dim=-1).mean())
+            self.projectors = Projectors(hidden, seed=acfg.seed, init_norm=token_norm)
+        device = model.get_input_embeddings().weight.device
+        self.projectors.to(device).eval()
+        self.placeholder = placeholder_id(self.tokenizer, acfg.placeholder_token)
+        self._retriever = retriever
+        self._item_vectors: dict[str, np.ndarray] = {}
+        self._catalog: tuple[list[str], list[str]] | None = None
+        self._priors: dict[int, list[float]] = {}
+
+    # --- collaborators ----------------------------------------------------------------------------
+    @property
+    def retriever(self) -> Any:
+        if self._retriever is None:
+            from retrieval.search import Retriever
+
+            self._retriever = Retriever(self.cfg)
+        return self._retriever
+
+    def catalog(self) -> tuple[list[str], list[str]]:
+        """(all catalog titles, all catalog genres), read once from the store's metadata."""
+        if self._catalog is None:
+            store = self.retriever.store
+            metas = store.metadatas("early", store.all_ids("early"))
+            titles = sorted({str(m.get("title", "")) for m in metas.values() if m.get("title")})
+            genres = sorted(
+                {g.strip() for m in metas.values() for g in str(m.get("genres", "")).split(",") if g.strip()}
+            )
+            self._catalog = (titles, genres)
+        return self._catalog
+
+    def item_vectors(self, items: Sequence[Item]) -> dict[str, np.ndarray]:
+        """Each item's text vector (from the store's text block, else encoded), for its hybrid token."""
+        missing = [i for i in items if i.id not in self._item_vectors]
+        if missing:
+            store = getattr(self._retriever, "store", None)
+            found = {}
+            if store is not None and "text" in getattr(self._retriever, "blocks", []):
+                found = {rid: rec[0] for rid, rec in store.records("text", [i.id for i in missing]).items()}
+            rest = [i for i in missing if i.id not in found]
+            if rest:
+                from encoders.registry import load_text_encoder
+                from retrieval.ingest import item_text
+
+                vecs = load_text_encoder(self.cfg).encode([item_text(i) for i in rest])
+                found.update({i.id: v for i, v in zip(rest, vecs, strict=True)})
+            self._item_vectors.update({k: np.asarray(v, dtype=np.float32) for k, v in found.items()})
+        return {i.id: self._item_vectors[i.id] for i in items}
+
+    def attachment_inputs(self, attachments: Sequence[Attachment]) -> list[AttachmentInput]:
+        """Vectors (for soft tokens) and short details (labels, transcript) of the user's uploads."""
+        from encoders import registry
+
+        out = []
+        for att in attachments:
+            path = str(att.path)
+            if att.kind == "image":
+                enc = registry.load_image_encoder(self.cfg)
+                vec = enc.encode([path])[0]
+                labels = enc.labels([path], k=3)[0]
+                details = "looks like: " + ", ".join(name for name, _ in labels) if labels else ""
+                out.append(AttachmentInput("image", vec, details))
+            elif att.kind == "audio":
+                feats = registry.load_audio_encoder(self.cfg).encode([path])[0]
+                said = f'it says: "{feats.transcript.strip()}"' if feats.transcript.strip() else ""
+                out.append(AttachmentInput("audio", feats.whisper, said))
+            elif att.kind == "video":
+                from retrieval.ingest import VIDEO_FPS
+
+                feats = registry.load_video_encoder(self.cfg).encode(path, fps=VIDEO_FPS)
+                said = ""
+                if feats.audio is not None and feats.audio.transcript.strip():
+                    said = f'its sound says: "{feats.audio.transcript.strip()}"'
+                out.append(AttachmentInput("video", feats.image, said))
+        return out
+
+    # --- ranking ------------------------------------------------------------------------------------
+    def build_prompt(
+        self,
+        request: str,
+        candidates: Sequence[Candidate],
+        state: DialogueState | None = None,
+        attachments: Sequence[AttachmentInput] = (),
+        history: Sequence[Turn] = (),
+    ) -> RankPrompt:
+        """The ranking prompt for these candidates (at most 20) with soft tokens for items and uploads."""
+        acfg = self.cfg.agent
+        titles = {c.item.id: c.item.title for c in candidates}
+        if state is not None and (state.liked or state.disliked):
+            with contextlib.suppress(Exception):  # a store without those ids: constraints keep the ids
+                titles.update({i.id: i.title for i in self.retriever.items([*state.liked, *state.disliked])})
+        return build_rank_prompt(
+            self.tokenizer,
+            self.template,
+            request,
+            candidates,
+            history=history,
+            constraints=constraints_text(state, titles),
+            item_vectors=self.item_vectors([c.item for c in candidates]),
+            attachments=attachments,
+            max_tokens=acfg.max_prompt_tokens,
+            overview_chars=acfg.overview_chars,
+            placeholder=self.placeholder,
+        )
+
+    def rank(self, prompt: RankPrompt, method: str | None = None) -> Ranking:
+        """Rank a built prompt's candidates by the configured (or given) method."""
+        method = method or self.cfg.agent.ranker
+        weight = self.cfg.agent.retrieval_weight
+        if method == "verbalizer":
+            prior = self.label_prior(len(prompt.candidates)) if self.cfg.agent.calibrate else None
+            return rank_verbalizer(self.model, self.projectors, prompt, weight, prior)
+        if method == "generative":
+            return rank_generative(self.model, self.tokenizer, self.projectors, prompt, weight)
+        raise AgentError(f"unknown ranking method {method!r} (known: {', '.join(RANKERS)})")
+
+    def label_prior(self, n: int) -> list[float]:
+        """The model's label log-probabilities for n content-free candidates (cached per n)."""
+        if n not in self._priors:
+            self._priors[n] = label_prior(
+                self.model, self.tokenizer, self.template, n, placeholder=self.placeholder
+            )
+        return self._priors[n]
+
+    def rank_candidates(
+        self,
+        request: str,
+        candidates: Sequence[Candidate],
+        state: DialogueState | None = None,
+        attachments: Sequence[AttachmentInput] = (),
+        method: str | None = None,
+    ) -> Ranking:
+        """Prompt + rank in one call (what the evaluation uses on saved candidate sets)."""
+        return self.rank(self.build_prompt(request, candidates, state, attachments), method)
+
+    # --- explanations -------------------------------------------------------------------------------
+    def explain_events(self, item: Item, request: str, rank: int) -> Iterator[Event]:
+        """Stream one explanation: explanation_token events, then the checked `explanation` event."""
+        titles, genres = self.catalog()
+        pieces = []
+        for piece in stream_explanation(
+            self.model,
+            self.tokenizer,
+            item,
+            request,
+            self.template,
+            self.cfg.agent.max_new_tokens,
+            self.cfg.agent.repetition_penalty,
+        ):
+            pieces.append(piece)
+            yield Event("explanation_token", {"rank": rank, "item_id": item.id, "text": piece})
+        result: ExplainResult = check_explanation(
+            "".join(pieces), item, self.template, titles, genres, self.tokenizer
+        )
+        yield Event(
+            "explanation",
+            {
+                "rank": rank,
+                "item_id": item.id,
+                "explanation": result.explanation,
+                "raw": result.raw,
+                "fallback": result.fallback,
+                "problems": result.raw_problems,
+            },
+        )
+
+    def why(self, state: DialogueState, position: int) -> Iterator[Event]:
+        """`/why N`: explain the N-th item of the last answer for the last request."""
+        ids = state.last_ranking
+        if not 1 <= position <= len(ids):
+            shown = f"1..{len(ids)}" if ids else "none yet"
+            yield Event(
+                "error", {"message": f"There is no item {position} in my last answer (items: {shown})."}
+            )
+            yield Event("done", {})
+            return
+        request = next((t.text for t in reversed(state.turns) if t.role == "user"), "")
+        item = self.retriever.item(ids[position - 1])
+        yield from self.explain_events(item, request, position)
+        yield Event("done", {})
+
+    # --- the turn -----------------------------------------------------------------------------------
+    def check_turn(self, turn: Turn) -> tuple[list[Attachment], str | None]:
+        """(validated attachments, None) or ([], a clear reply saying what is wrong)."""
+        from encoders.media import MediaError, validate
+
+        text = turn.text or ""
+        if not text.strip() and not turn.attachments:
+            return (
+                [],
+                "Your message is empty. Tell me what you would like to watch, or attach an image, audio or video.",
+            )
+        limit = self.cfg.agent.max_message_chars
+        if len(text) > limit:
+            return [], (
+                f"Your message is too long ({len(text)} characters; the limit is {limit}). "
+                "Please shorten it and send it again."
+            )
+        checked = []
+        for att in turn.attachments:
+            try:
+                checked.append(
+                    validate(att.path, att.kind, max_bytes=self.cfg.agent.max_attachment_mb * 2**20)
+                )
+            except MediaError as exc:
+                return [], f"I could not use the {att.kind} you attached: {exc}. Please attach another file."
+            except ValueError as exc:
+                return [], f"I could not use the attachment {att.path}: {exc}."
+        return checked, None
+
+    def _query_text(self, state: DialogueState, text: str) -> str:
+        earlier = [t.text for t in state.turns if t.role == "user" and t.text.strip()]
+        keep = earlier[-self.cfg.agent.query_turns :] if self.cfg.agent.query_turns > 0 else []
+        return ". ".join([*keep, text.strip()]).strip(". ")
+
+    def _retrieve(
+        self, query: str, attachments: Sequence[Attachment], state: DialogueState, like_id: str | None
+    ) -> list[Candidate]:
+        k = min(self.cfg.agent.num_candidates, 20)
+        filters = dialogue.retrieval_filters(state)
+        exclude = dialogue.excluded_ids(state)
+        if like_id is None:
+            return self.retriever.retrieve(query, attachments, filters, exclude, k=k)
+        return self._retrieve_like(query, attachments, like_id, filters, exclude, k)
+
+    def _retrieve_like(
+        self,
+        query: str,
+        attachments: Sequence[Attachment],
+        like_id: str,
+        filters: Any,
+        exclude: Sequence[str],
+        k: int,
+    ) -> list[Candidate]:
+        """ "More like the second": the liked item's stored vector (plus the query's) searches the early index."""
+        from retrieval.fusion import early_fuse, normalize
+        from retrieval.store import build_where
+
+        ret = self.retriever
+        rec = ret.store.records("early", [like_id]).get(like_id)
+        if rec is None:
+            return ret.retrieve(query, attachments, filters, exclude, k=k)
+        vec = normalize(rec[0])
+        q = ret.query_vectors(query, attachments)
+        if q.blocks:
+            vec = normalize(2.0 * vec + early_fuse(ret.layout, q.blocks, self.cfg.retrieval.weights))
+        hits = ret.store.query("early", vec, k + len(exclude) + 1, build_where(filters, exclude))
+        skip = {*exclude, like_id}
+        return [
+            Candidate(ret.item(rid), score, {"liked_item": score}) for rid, score in hits if rid not in skip
+        ][:k]
+
+    def respond(self, state: DialogueState, turn: Turn) -> Iterator[Event]:
+        """Answer one user turn; the state is updated as the turn succeeds."""
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        attachments, problem = self.check_turn(turn)
+        if problem:
+            yield Event("error", {"message": problem})
+            yield Event("done", {"seconds": time.perf_counter() - t0, "ok": False})
+            return
+        try:
+            yield from self._respond(state, turn, attachments, t0, timings)
+        except Exception as exc:  # the session goes on; the reply says what failed
+            log.exception("turn failed")
+            yield Event("error", {"message": f"Sorry, I could not answer that: {exc}"})
+            yield Event("done", {"seconds": time.perf_counter() - t0, "ok": False, "timings": timings})
+
+    def _respond(
+        self,
+        state: DialogueState,
+        turn: Turn,
+        attachments: list[Attachment],
+        t0: float,
+        timings: dict[str, float],
+    ) -> Iterator[Event]:
+        text = (turn.text or "").strip()
+        shown_years = []
+        if state.last_ranking:
+            shown_years = [i.year for i in self.retriever.items(state.last_ranking)]
+        update = dialogue.parse_turn(text, self.catalog()[1], shown_years)
+        before = copy.deepcopy(state)
+        feedback = dialogue.apply_update(state, update)
+        for key, word in (("disliked", "not"), ("liked", "more like")):
+            update.notes += [f"{word} {self.retriever.item(i).title}" for i in feedback[key]]
+        query = self._query_text(state, text)
+        candidates = self._retrieve(query, attachments, state, feedback["query_item"])
+        timings["retrieve_s"] = time.perf_counter() - t0
+        yield Event(
+            "retrieved",
+            {
+                "candidates": candidates,
+                "filters": dialogue.retrieval_filters(state),
+                "understood": update.notes,
+            },
+        )
+        if not candidates:
+            wanted = constraints_text(state)
+            for name in vars(before):  # nothing to show: keep the earlier state, say why
+                setattr(state, name, getattr(before, name))
+            msg = f"Nothing in the catalog matches all of that ({wanted}). Try 'any year', 'any genre' or /reset."
+            yield Event("message", {"text": msg})
+            yield Event("done", {"seconds": time.perf_counter() - t0, "ok": True, "timings": timings})
+            return
+        history = list(state.turns)
+        state.turns.append(Turn("user", text, list(attachments)))
+        inputs = self.attachment_inputs(attachments)
+        prompt = self.build_prompt(text or "(see the attachment)", candidates, state, inputs, history)
+        ranking = self.rank(prompt)
+        timings["rank_s"] = time.perf_counter() - t0
+        shown = ranking.candidates[: self.cfg.agent.show_top_k]
+        state.last_ranking = [c.item.id for c in shown]
+        state.shown.extend(i for i in state.last_ranking if i not in state.shown)
+        yield Event(
+            "ranked",
+            {
+                "ranking": ranking,
+                "shown": shown,
+                "prompt_tokens": len(prompt.encoded),
+                "soft_tokens": list(prompt.encoded.keys),
+                "dropped_turns": prompt.dropped_turns,
+            },
+        )
+        request = text or "; ".join(a.details for a in inputs if a.details) or "something like my attachment"
+        for rank, cand in enumerate(shown[: self.cfg.agent.explain_top_k], start=1):
+            for event in self.explain_events(cand.item, request, rank):
+                if event.kind == "explanation_token" and "first_token_s" not in timings:
+                    timings["first_token_s"] = time.perf_counter() - t0
+                yield event
+        reply = summary_text(shown, update.notes)
+        state.turns.append(Turn("assistant", reply))
+        yield Event("message", {"text": reply})
+        yield Event("done", {"seconds": time.perf_counter() - t0, "ok": True, "timings": timings})
+
+
+def summary_text(shown: Sequence[Candidate], notes: Sequence[str] = ()) -> str:
+    """The reply listing the items shown: numbered, with year and genres."""
+    head = "Here is what I found" + (f" ({'; '.join(notes)})" if notes else "") + ":"
+    lines = [head]
+    for i, cand in enumerate(shown, start=1):
+        it = cand.item
+        year = f" ({it.year})" if it.year else ""
+        genres = f" - {', '.join(it.genres)}" if it.genres else ""
+        lines.append(f"{i}. {it.title}{year}{genres}")
+    return "\n".join(lines)

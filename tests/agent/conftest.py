@@ -1,0 +1,108 @@
+"""Agent fixtures: homes with the prepared ML-100k catalog ingested, one per model profile.
+
+- tiny: TEST_HOME/"agent-tiny", the first TINY_ITEMS items ingested (text) with the tiny encoders;
+  the agent uses the tiny 2-layer Llama (SmolLM2's tokenizer) - fast unit tests of the whole loop.
+- offline: TEST_HOME/"agent", the whole ML-100k catalog ingested (text) with MiniLM; the agent uses
+  the real SmolLM2-135M-Instruct. Prepared data and the Chroma store persist across sessions
+  (ingest skips unchanged items), so only the first session pays for them.
+Both homes link their models folder to the session's prepared models.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fusionrec.config import Config
+from tests.conftest import TEST_HOME, make_config
+
+DATASET = "movielens-100k"
+TINY_ITEMS = 300
+TINY_HOME = TEST_HOME / "agent-tiny"
+OFFLINE_HOME = TEST_HOME / "agent"
+FAST = [
+    "agent.explain_top_k=1",
+    "agent.max_new_tokens=24",
+    "agent.num_candidates=10",
+    "agent.overview_chars=120",
+    "agent.torch_threads=1",
+]  # keep turns short on 2 shared cores (one torch thread: far faster when the cores are oversubscribed)
+
+
+def home_config(models_dir: Path, home: Path, profile: str, overrides: list[str] | None = None) -> Config:
+    """A config whose state lives in `home`, with `home/models` linked to the prepared models."""
+    home.mkdir(parents=True, exist_ok=True)
+    link = home / "models"
+    if not link.exists():
+        link.symlink_to(models_dir, target_is_directory=True)
+    return make_config(profile, home=home, overrides=overrides)
+
+
+def _prepared(cfg: Config) -> list:
+    from retrieval.prepare import load_prepared, prepare_dataset
+
+    if not (cfg.data_dir / DATASET / "items.jsonl").is_file():
+        prepare_dataset(cfg, DATASET, verbose=False)
+    return load_prepared(cfg, DATASET)[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_agent_cfg(tiny_cfg: Config, shared_data) -> Config:
+    """Tiny models; the first TINY_ITEMS ML-100k items ingested (text)."""
+    from retrieval.ingest import ingest
+
+    cfg = home_config(tiny_cfg.models_dir, TINY_HOME, "tiny", FAST)
+    items = _prepared(cfg)
+    ingest(cfg, DATASET, modalities=["text"], progress=False, catalog=items[:TINY_ITEMS])
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def tiny_agent(tiny_agent_cfg: Config):
+    from agent.agent import Agent
+
+    return Agent(tiny_agent_cfg)
+
+
+@pytest.fixture(scope="session")
+def ml100k(tiny_agent_cfg: Config) -> list:
+    """The prepared ML-100k items (real titles, years, genres, overviews)."""
+    from retrieval.prepare import load_prepared
+
+    return load_prepared(tiny_agent_cfg, DATASET)[0]
+
+
+@pytest.fixture(scope="session")
+def real_agent_cfg(offline_cfg: Config, shared_data) -> Config:
+    """The real offline models; the whole ML-100k catalog ingested (text, MiniLM)."""
+    from retrieval.ingest import ingest
+
+    cfg = home_config(offline_cfg.models_dir, OFFLINE_HOME, "offline", FAST)
+    _prepared(cfg)
+    ingest(cfg, DATASET, modalities=["text"], progress=False)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def real_agent(real_agent_cfg: Config):
+    """An Agent over SmolLM2-135M-Instruct (loaded once; the registry caches the model)."""
+    from agent.agent import Agent
+
+    return Agent(real_agent_cfg)
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(tiny_cfg: Config):
+    """(model, tokenizer): the tiny 2-layer Llama with SmolLM2's real tokenizer."""
+    from encoders.registry import load_llm
+
+    return load_llm(tiny_cfg)
+
+
+def make_candidates(items: list, scores: list[float] | None = None) -> list:
+    """Candidates from catalog items (retrieval scores descending unless given)."""
+    from fusionrec.types import Candidate
+
+    scores = scores or [1.0 - 0.01 * i for i in range(len(items))]
+    return [Candidate(item, s) for item, s in zip(items, scores, strict=True)]
