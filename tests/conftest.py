@@ -20,7 +20,7 @@ TEST_HOME = Path(os.environ.get("FUSIONREC_TEST_HOME", REPO_ROOT / ".fusionrec-t
 
 
 def make_config(profile: str, home: Path | None = None, overrides: list[str] | None = None) -> Config:
-    """A config for tests: the given profile, models shared in TEST_HOME, state under `home`."""
+    """A config for tests: the given profile, all state (models included) under `home` (default TEST_HOME)."""
     cfg = load_config(None, [f"models.profile={profile}", *(overrides or [])])
     cfg.paths.home = str(home or TEST_HOME)
     return cfg
