@@ -49,6 +49,20 @@ class AgentError(RuntimeError):
     """The agent cannot be built (bad adapter folder, unknown ranker or template)."""
 
 
+def _use_training_prompt(acfg: Any, folder: Path) -> None:
+    """Rank with the prompt the adapter was trained on: its recipe's template and budgets win."""
+    recipe = folder / "config.yaml"
+    if not recipe.is_file():
+        return
+    import yaml
+
+    data = (yaml.safe_load(recipe.read_text(encoding="utf-8")) or {}).get("data", {})
+    for key in ("template", "overview_chars", "max_prompt_tokens"):
+        if key in data and data[key] != getattr(acfg, key):
+            log.info("agent.%s=%r from the adapter's recipe (%s)", key, data[key], recipe)
+            setattr(acfg, key, type(getattr(acfg, key))(data[key]))
+
+
 def load_adapter(model: Any, folder: Path) -> Any:
     """A copy of `model` with the LoRA adapter in `folder` (the cached base model stays untouched)."""
     if not (folder / "adapter_config.json").is_file():
@@ -70,6 +84,8 @@ class Agent:
             raise AgentError(f"agent.ranker={acfg.ranker!r}: expected one of {', '.join(RANKERS)}")
         if not 0 < acfg.num_candidates <= 20:
             raise AgentError(f"agent.num_candidates={acfg.num_candidates}: expected 1..20 (labels A..T)")
+        if acfg.adapter:
+            _use_training_prompt(acfg, Path(acfg.adapter).expanduser())
         self.template = load_template(acfg.template)
         if acfg.torch_threads > 0:
             import torch

@@ -132,9 +132,11 @@ def test_adapter_folder_with_lora_and_projectors(tiny_agent, tiny_agent_cfg, tmp
                 param.fill_(0.05)  # a "trained" adapter that changes the outputs
     trained.save_pretrained(str(tmp_path))
     tiny_agent.projectors.save(tmp_path)
+    (tmp_path / "config.yaml").write_text("data:\n  template: concise\n  overview_chars: 0\n")
     cfg = copy.deepcopy(tiny_agent_cfg)
     cfg.agent.adapter = str(tmp_path)
     agent = Agent(cfg, retriever=tiny_agent.retriever)
+    assert (cfg.agent.template, cfg.agent.overview_chars) == ("concise", 0)  # the recipe's prompt wins
     from peft import PeftModel
 
     assert isinstance(agent.model, PeftModel)
