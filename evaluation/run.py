@@ -1,0 +1,119 @@
+"""`fusionrec eval`: run the protocols, write results.json / results.md / plots under the report folder."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from fusionrec.config import Config
+
+PROTOCOLS = ("ml100k-loo", "redial", "all")
+
+
+class EvalError(ValueError):
+    """The eval settings are inconsistent (unknown protocol or split)."""
+
+
+def report_folder(cfg: Config) -> Path:
+    """<eval.output_dir or paths.home/reports>/<eval.name or a timestamp>."""
+    root = Path(cfg.eval.output_dir).expanduser() if cfg.eval.output_dir else cfg.reports_dir
+    name = cfg.eval.name or time.strftime("eval-%Y%m%d-%H%M%S")
+    return root / name
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command that produced the report (as typed when run from the CLI)."""
+    given = getattr(args, "command_line", "")
+    if given:
+        return given
+    prog = Path(sys.argv[0]).name if sys.argv else ""
+    if prog in {"fusionrec", "__main__.py", "cli.py"}:
+        return "fusionrec " + shlex.join(sys.argv[1:])
+    parts = ["fusionrec", "eval"]
+    for flag in ("protocol", "limit", "systems", "name"):
+        value = getattr(args, flag, None)
+        if value not in (None, ""):
+            parts += [f"--{flag}", str(value)]
+    return shlex.join(parts)
+
+
+def effective_config(cfg: Config, args: argparse.Namespace) -> Config:
+    """The config with the command-line flags applied to the eval section."""
+    changes: dict[str, Any] = {}
+    for flag, key in (("protocol", "protocol"), ("limit", "limit"), ("systems", "systems"), ("name", "name"),
+                      ("llm_limit", "llm_limit")):  # fmt: skip
+        value = getattr(args, flag, None)
+        if value not in (None, ""):
+            changes[key] = value
+    return dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, **changes))
+
+
+def _meta(cfg: Config) -> dict[str, Any]:
+    from encoders import registry
+
+    meta: dict[str, Any] = {"seed": cfg.eval.seed, "profile": cfg.models.profile, "home": str(cfg.home)}
+    for role, key in (("llm", "llm"), ("text_embedder", "text_embedder")):
+        try:
+            meta[key] = registry.source(cfg, role)
+        except Exception as exc:  # an unknown profile: reported, not fatal here
+            meta[key] = f"unknown ({exc})"
+    return meta
+
+
+def evaluate(cfg: Config, command: str = "") -> tuple[dict[str, Any], dict[str, Path]]:
+    """Run the configured protocol(s); write and return (report, written paths)."""
+    from evaluation.records import check_folder
+    from evaluation.report import write_report
+
+    ecfg = cfg.eval
+    if ecfg.protocol not in PROTOCOLS:
+        raise EvalError(f"eval.protocol={ecfg.protocol!r}: expected one of {', '.join(PROTOCOLS)}")
+    if ecfg.split not in ("valid", "test"):
+        raise EvalError(f"eval.split={ecfg.split!r}: expected valid or test")
+    folder = report_folder(cfg)
+    check_folder(folder, cfg)
+    if ecfg.threads > 0:
+        import torch
+
+        torch.set_num_threads(ecfg.threads)
+    t0 = time.perf_counter()
+    report: dict[str, Any] = {
+        "command": command,
+        "config": cfg.to_dict(),
+        "meta": _meta(cfg),
+        "protocols": {},
+    }
+    if ecfg.protocol in ("ml100k-loo", "all"):
+        from evaluation.loo import run_loo
+
+        report["protocols"]["ml100k-loo"] = run_loo(cfg, folder, ecfg.systems)
+    if ecfg.protocol in ("redial", "all"):
+        from evaluation.redial import run_redial
+
+        report["protocols"]["redial"] = run_redial(cfg, folder, ecfg.systems)
+    report["meta"]["seconds"] = time.perf_counter() - t0
+    report["meta"]["folder"] = str(folder)
+    return report, write_report(report, folder, plots=ecfg.plots)
+
+
+def eval_command(cfg: Config, args: argparse.Namespace) -> int:
+    """CLI entry: clear one-line errors (exit 2) for missing data, bad files or unknown systems."""
+    from evaluation.protocols import ProtocolError
+    from evaluation.records import RecordsMismatch
+    from evaluation.systems import SystemsError
+    from retrieval.prepare import DatasetNotPrepared
+
+    cfg = effective_config(cfg, args)
+    try:
+        report, paths = evaluate(cfg, command_line(args))
+    except (DatasetNotPrepared, ProtocolError, RecordsMismatch, SystemsError, EvalError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(paths["markdown"].read_text(encoding="utf-8"))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0

@@ -1,0 +1,72 @@
+"""Evaluation fixtures: a home with the real ML-100k (and ReDial) prepared and the catalog ingested.
+
+Home: TEST_HOME/"evaluation", models linked to the session's prepared models. The tiny profile
+(random-weight encoders and a 2-layer Llama with SmolLM2's tokenizer) keeps the LLM systems fast;
+the catalog is ingested once with text + image (ingest skips unchanged items in later sessions).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from fusionrec.config import Config
+from tests.conftest import TEST_HOME, make_config
+
+HOME = TEST_HOME / "evaluation"
+QUICK = [
+    "eval.llm_limit=8",
+    "eval.llm_ablation_limit=3",
+    "eval.explain_sample=2",
+    "eval.bootstrap=200",
+    "eval.bpr_epochs=10",
+    "eval.progress=false",
+    "eval.threads=1",
+    "agent.max_new_tokens=16",
+]
+
+
+def eval_config(overrides: list[str] | None = None) -> Config:
+    return make_config("tiny", home=HOME, overrides=[*QUICK, *(overrides or [])])
+
+
+@pytest.fixture(scope="package", autouse=True)
+def one_torch_thread():
+    """One intra-op thread: much faster than torch's default on the shared 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def data_cfg(shared_data) -> Config:
+    """ML-100k and ReDial prepared under HOME (no models needed)."""
+    from retrieval.prepare import prepare_dataset
+
+    cfg = eval_config()
+    for name in ("movielens-100k", "redial"):
+        if not (cfg.data_dir / name / "items.jsonl").is_file():
+            prepare_dataset(cfg, name, verbose=False)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def ml100k(data_cfg: Config) -> tuple[list, list]:
+    """(items, interactions) of the prepared ML-100k."""
+    from retrieval.prepare import load_prepared
+
+    return load_prepared(data_cfg, "movielens-100k")
+
+
+@pytest.fixture(scope="session")
+def eval_cfg(tiny_cfg: Config, data_cfg: Config) -> Config:
+    """Tiny models linked into HOME; the ML-100k catalog ingested (text + image)."""
+    from retrieval.ingest import ingest
+
+    link = HOME / "models"
+    if not link.exists():
+        link.symlink_to(tiny_cfg.models_dir, target_is_directory=True)
+    ingest(data_cfg, "movielens-100k", modalities=["text", "image"], progress=False)
+    return data_cfg
