@@ -113,14 +113,15 @@ def quality_problems(text: str) -> list[str]:
 
 
 # --- fallback --------------------------------------------------------------------------------------------
-def _first_sentence(text: str, max_chars: int = 220) -> str:
+def first_sentence(text: str, max_chars: int = 220, cut_mark: str = " ...") -> str:
+    """The first sentence of `text`, cut at a word boundary (then `cut_mark`) if longer than max_chars."""
     text = re.sub(r"\s+", " ", text or "").strip()
     if not text:
         return ""
     m = re.match(r"(.+?[.!?])(\s|$)", text)
     sentence = m.group(1) if m else text
     if len(sentence) > max_chars:
-        sentence = sentence[:max_chars].rsplit(" ", 1)[0] + " ..."
+        sentence = sentence[:max_chars].rsplit(" ", 1)[0] + cut_mark
     return sentence
 
 
@@ -133,7 +134,7 @@ def fallback_explanation(item: Item, template: Template | str = "default", token
         phrase = f"{'an' if joined[0].lower() in 'aeiou' else 'a'} {joined} film"
     else:
         phrase = "a film in the catalog"
-    overview = _first_sentence(data_text(item.text, tokenizer, 0))
+    overview = first_sentence(data_text(item.text, tokenizer, 0))
     return tpl.fill(
         "explain_fallback",
         title=data_text(item.title, tokenizer, 120),

@@ -26,6 +26,7 @@ import numpy as np
 
 from fusionrec.config import Config
 from fusionrec.types import Interaction
+from retrieval.splits import id_key, user_sequences
 
 ML100K = "movielens-100k"
 SPLITS = ("valid", "test")
@@ -73,22 +74,6 @@ class DialogueExample:
 
 
 # --- ML-100k leave-one-out ------------------------------------------------------------------------
-def _id_key(item_id: str) -> tuple[int, int | str]:
-    return (0, int(item_id)) if item_id.isdigit() else (1, item_id)
-
-
-def user_sequences(interactions: Iterable[Interaction]) -> dict[str, list[str]]:
-    """Each user's items in time order (ties by item id; a repeated item keeps its first time)."""
-    by_user: dict[str, list[Interaction]] = {}
-    for x in interactions:
-        by_user.setdefault(str(x.user), []).append(x)
-    out = {}
-    for user, xs in sorted(by_user.items(), key=lambda kv: _id_key(kv[0])):
-        xs.sort(key=lambda x: (x.timestamp, _id_key(str(x.item))))
-        out[user] = list(dict.fromkeys(str(x.item) for x in xs))
-    return out
-
-
 def build_loo(
     interactions: Sequence[Interaction],
     item_ids: Sequence[str],
@@ -102,7 +87,7 @@ def build_loo(
     samples the negatives from the never-rated items (catalog in id order) and shuffles the candidates."""
     if split not in SPLITS:
         raise ValueError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
-    catalog = sorted({str(i) for i in item_ids}, key=_id_key)
+    catalog = sorted({str(i) for i in item_ids}, key=id_key)
     out = []
     for user, seq in user_sequences(interactions).items():
         if len(seq) < 3:

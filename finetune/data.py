@@ -32,14 +32,15 @@ from __future__ import annotations
 import json
 import logging
 import random
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.explain import first_sentence
 from fusionrec.config import Config
-from fusionrec.types import Interaction, Item
+from fusionrec.types import Item
+from retrieval.splits import id_key, user_sequences
 
 log = logging.getLogger(__name__)
 
@@ -103,28 +104,6 @@ class UserSplit:
         return self.train + [i for i in (self.valid, self.test) if i is not None]
 
 
-def _id_key(item_id: str) -> tuple[int, int | str]:
-    return (0, int(item_id)) if item_id.isdigit() else (1, item_id)
-
-
-def user_sequences(interactions: Iterable[Interaction]) -> dict[str, list[str]]:
-    """Each user's items ordered by (timestamp, item id); repeated items keep their first rating."""
-    by_user: dict[str, list[Interaction]] = {}
-    for x in interactions:
-        by_user.setdefault(str(x.user), []).append(x)
-    out = {}
-    for user, xs in by_user.items():
-        xs.sort(key=lambda x: (x.timestamp, _id_key(str(x.item))))
-        seen: set[str] = set()
-        seq = []
-        for x in xs:
-            if str(x.item) not in seen:
-                seen.add(str(x.item))
-                seq.append(str(x.item))
-        out[user] = seq
-    return dict(sorted(out.items(), key=lambda kv: _id_key(kv[0])))
-
-
 def leave_one_out(sequences: dict[str, list[str]]) -> dict[str, UserSplit]:
     """Last item = test, second last = validation, the rest = training (users with < 3 items: train only)."""
     out = {}
@@ -140,7 +119,7 @@ def pick_users(splits: dict[str, UserSplit], max_users: int, seed: int) -> list[
     """All users with a validation target, or a seeded sample of `max_users` of them (sorted by id)."""
     users = [u for u, s in splits.items() if s.valid is not None]
     if 0 < max_users < len(users):
-        users = sorted(random.Random(f"{seed}:users").sample(users, max_users), key=_id_key)
+        users = sorted(random.Random(f"{seed}:users").sample(users, max_users), key=id_key)
     return users
 
 
@@ -155,7 +134,7 @@ class NegativeSampler:
         retriever: Any = None,
         pool_k: int = 50,
     ) -> None:
-        self.catalog_ids = sorted(set(catalog_ids), key=_id_key)
+        self.catalog_ids = sorted(set(catalog_ids), key=id_key)
         self.titles = titles or {}
         self.retriever = retriever
         self.pool_k = pool_k
@@ -353,7 +332,7 @@ def dialogue_examples(
     max_turns: int = 8,
 ) -> list[DialogueExample]:
     """Recommender messages naming a NEW catalog movie -> examples (context before that message)."""
-    pool = sorted(set(catalog_ids), key=_id_key)
+    pool = sorted(set(catalog_ids), key=id_key)
     known = set(pool)
     out = []
     for rec in records:
@@ -386,17 +365,6 @@ def dialogue_examples(
 
 
 # --- explanations and alignment targets ------------------------------------------------------------
-def first_sentence(text: str, max_chars: int = 200) -> str:
-    text = re.sub(r"\s+", " ", text or "").strip()
-    if not text:
-        return ""
-    m = re.match(r"(.+?[.!?])(\s|$)", text)
-    sentence = m.group(1) if m else text
-    if len(sentence) > max_chars:
-        sentence = sentence[:max_chars].rsplit(" ", 1)[0] + "."
-    return sentence
-
-
 def _joined(words: Sequence[str]) -> str:
     words = [w for w in words if w]
     if len(words) <= 1:
@@ -409,7 +377,7 @@ def explanation_target(item: Item) -> str:
     genres = _joined(item.genres)
     what = f"{'an' if genres[:1].lower() in 'aeiou' else 'a'} {genres} film" if genres else "a film"
     when = f" from {item.year}" if item.year else ""
-    overview = first_sentence(item.text)
+    overview = first_sentence(item.text, 200, cut_mark=".")
     return f" it is {what}{when} that matches what you asked for." + (f" {overview}" if overview else "")
 
 
@@ -530,9 +498,9 @@ def load_datasets(cfg: Config, recipe: Any, retriever: Any = None) -> Datasets:
         if 0 < d.redial_max < len(dialogues):
             dialogues = random.Random(f"{recipe.seed}:redial").sample(dialogues, d.redial_max)
     explain = explain_examples(train, dialogues, titles, recipe.seed, d.explain_items)
-    align = sorted({i for e in train for i in [e.target, *e.history]}, key=_id_key)
+    align = sorted({i for e in train for i in [e.target, *e.history]}, key=id_key)
     if 0 < d.align_items < len(align):
-        align = sorted(random.Random(f"{recipe.seed}:align").sample(align, d.align_items), key=_id_key)
+        align = sorted(random.Random(f"{recipe.seed}:align").sample(align, d.align_items), key=id_key)
     return Datasets(
         items, splits, users, train, valid, dialogues, explain, align, popularity(splits), sampler.strategy
     )
