@@ -30,7 +30,7 @@ def turn(agent, cfg, session, text, files=(), mic=None) -> list[str]:
 def answered(tiny_agent, ui_tiny_cfg):
     """A session after one successful turn."""
     s = Session()
-    steps = turn(tiny_agent, ui_tiny_cfg, s, "a funny movie")
+    steps = turn(tiny_agent, ui_tiny_cfg, s, "a comedy movie")
     return s, steps
 
 
@@ -47,11 +47,11 @@ def test_a_turn_fills_cards_chat_and_constraints(answered, tiny_agent):
     assert all(c.retrieval_rank and c.llm_score is not None for c in s.cards)
     assert all("text" in c.modality_scores for c in s.cards)
     assert s.method == "verbalizer" and "from 10 candidates" in s.note
-    assert s.messages[0] == {"role": "user", "content": "a funny movie"}
+    assert s.messages[0] == {"role": "user", "content": "a comedy movie"}
     reply = s.messages[-1]["content"]
     assert reply.startswith("Here is what I found") and s.cards[0].item.title in reply
     assert s.status.startswith("Last turn:")
-    assert "Comedy" in constraints_markdown(s)  # "funny" -> the Comedy constraint
+    assert "Comedy" in constraints_markdown(s)  # "comedy" -> the Comedy constraint
 
 
 def test_explanations_stream_token_by_token(tiny_agent, ui_tiny_cfg):
@@ -142,7 +142,7 @@ def test_sessions_are_independent_and_reset(answered, tiny_agent, ui_tiny_cfg):
     other = Session()
     turn(tiny_agent, ui_tiny_cfg, other, "a scary horror film")
     assert other.state is not s.state and other.messages[0]["content"] == "a scary horror film"
-    assert s.messages[0]["content"] == "a funny movie"
+    assert s.messages[0]["content"] == "a comedy movie"
     reset(s)
     assert s == Session() and other.cards
 
