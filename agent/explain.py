@@ -24,6 +24,7 @@ from fusionrec.types import Explanation, Item
 
 _YEAR = re.compile(r"(?<![\d])(1[89]\d\d|20\d\d)(?![\d]|'?s\b)")  # not "1990s" (a decade)
 _DECADE = re.compile(r"(?<![\w'])'?((?:1[89]|20)?\d)0'?s\b", re.IGNORECASE)
+_NEGATED = re.compile(r"\b(?:no|not|non|without|nothing)[\s-]+(?:\w+[\s-]+)?$", re.IGNORECASE)
 _ARTICLE_SUFFIX = re.compile(r"^(.*), (The|A|An|Les|La|Le|Il|Das|Der|Die|El|L')$")
 _SENTENCE_START = re.compile(r"(^|[.!?]\s+|\n)$")
 
@@ -95,6 +96,8 @@ def fact_check(
             continue
         if re.search(rf"(?<![\w-]){re.escape(mention.word)}(?![\w-])", facts_lower):
             continue
+        if _NEGATED.search(text[: mention.start]):
+            continue  # "no horror" echoes the request; it claims nothing about the item
         problems.append(f"genre not in the facts: {mention.word} ({mention.genre})")
     return list(dict.fromkeys(problems))
 

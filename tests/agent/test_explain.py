@@ -43,6 +43,12 @@ def test_fact_check_flags(text, problem):
     assert problem in fact_check(text, TOY, TITLES)
 
 
+def test_negated_genres_are_not_claims():
+    assert fact_check("Toy Story fits because it is a light comedy from the 90s, no horror.", TOY, TITLES) == []
+    assert fact_check("Toy Story fits: nothing scary, not a thriller.", TOY, TITLES) == []
+    assert fact_check("Toy Story fits because it is a horror film, not a comedy.", TOY, TITLES) != []
+
+
 def test_words_of_the_facts_are_not_flagged():
     war = Item("9", "Some Film", 1990, ["Drama"], "A soldier returns from the war in 1945.")
     assert fact_check("Some Film fits because a soldier comes home from the war in 1945.", war, TITLES) == []
