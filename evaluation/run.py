@@ -27,13 +27,10 @@ def report_folder(cfg: Config) -> Path:
 
 
 def command_line(args: argparse.Namespace) -> str:
-    """The command that produced the report (as typed when run from the CLI)."""
+    """The command that produced the report: as typed (set by fusionrec.cli), else rebuilt from the flags."""
     given = getattr(args, "command_line", "")
     if given:
         return given
-    prog = Path(sys.argv[0]).name if sys.argv else ""
-    if prog in {"fusionrec", "__main__.py", "cli.py"}:
-        return "fusionrec " + shlex.join(sys.argv[1:])
     parts = ["fusionrec", "eval"]
     for flag in ("protocol", "limit", "systems", "name"):
         value = getattr(args, flag, None)

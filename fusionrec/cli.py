@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import sys
 from collections.abc import Callable
 
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     rest = [a for a in argv if not _OVERRIDE.match(a)]
     parser = build_parser()
     args = parser.parse_args(rest)
+    args.command_line = "fusionrec " + shlex.join(argv)  # recorded in reports that say how they were made
     try:
         cfg = resolve_config(args.config, overrides)
     except ConfigError as exc:
