@@ -14,7 +14,7 @@ resumed run encodes exactly what an uninterrupted run would.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -57,26 +57,25 @@ class ExampleEncoder:
         item_vecs = self.vectors.get("item", {})
         return {i for i in ids if i in item_vecs and rng.random() < p and rng.random() >= drop}
 
-    def rank_kwargs(self) -> dict[str, Any]:
+    def rank_prompt(self, build: Callable[..., Any], ex: Any, hybrid: Collection[str]) -> Any:
+        """`build` (seq_rank_prompt or dialogue_rank_prompt) with this recipe's template and budgets."""
         d = self.recipe.data
-        return {
-            "max_tokens": d.max_prompt_tokens,
-            "overview_chars": d.overview_chars,
-            "placeholder": self.placeholder,
-        }
-
-    # --- tasks ----------------------------------------------------------------------------------------
-    def ranking(self, ex: SeqExample, p_hybrid: float, rng: random.Random) -> Encoded:
-        hybrid = self.hybrid([*ex.history, *ex.candidates], p_hybrid, rng)
-        prompt = seq_rank_prompt(
+        return build(
             self.tokenizer,
-            self.recipe.data.template,
+            d.template,
             ex,
             self.data.items,
             self.vectors.get("item", {}),
             hybrid,
-            **self.rank_kwargs(),
+            max_tokens=d.max_prompt_tokens,
+            overview_chars=d.overview_chars,
+            placeholder=self.placeholder,
         )
+
+    # --- tasks ----------------------------------------------------------------------------------------
+    def ranking(self, ex: SeqExample, p_hybrid: float, rng: random.Random) -> Encoded:
+        hybrid = self.hybrid([*ex.history, *ex.candidates], p_hybrid, rng)
+        prompt = self.rank_prompt(seq_rank_prompt, ex, hybrid)
         enc = encode_rank("ranking", prompt, ex.candidates.index(ex.target))
         if self.fusion_inputs is not None:
             enc.fusion = self.fusion_inputs(ex)
@@ -85,28 +84,12 @@ class ExampleEncoder:
     def evaluation(self, ex: SeqExample) -> Encoded:
         """A validation prompt: every item hybrid, no dropout (what the agent builds at inference)."""
         hybrid = set(self.vectors.get("item", {}))
-        prompt = seq_rank_prompt(
-            self.tokenizer,
-            self.recipe.data.template,
-            ex,
-            self.data.items,
-            self.vectors.get("item", {}),
-            hybrid,
-            **self.rank_kwargs(),
-        )
+        prompt = self.rank_prompt(seq_rank_prompt, ex, hybrid)
         return encode_rank("ranking", prompt, ex.candidates.index(ex.target))
 
     def dialogue(self, ex: DialogueExample, p_hybrid: float, rng: random.Random) -> Encoded:
         hybrid = self.hybrid(ex.candidates, p_hybrid, rng)
-        prompt = dialogue_rank_prompt(
-            self.tokenizer,
-            self.recipe.data.template,
-            ex,
-            self.data.items,
-            self.vectors.get("item", {}),
-            hybrid,
-            **self.rank_kwargs(),
-        )
+        prompt = self.rank_prompt(dialogue_rank_prompt, ex, hybrid)
         return encode_rank("dialogue", prompt, ex.candidates.index(ex.target))
 
     def explanation(self, ex: ExplainExample) -> Encoded:
