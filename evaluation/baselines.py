@@ -76,22 +76,15 @@ class BPRModel:
     def scores(self, user: str, candidates: Sequence[str]) -> list[float]:
         """u . v_i + b_i; an unknown user gets the bias only; an unknown item -inf."""
         u = self.users.get(str(user))
-        out = []
-        for c in candidates:
-            j = self.items.get(c)
-            if j is None:
-                out.append(float("-inf"))
-                continue
-            s = float(self.item_bias[j])
-            if u is not None:
-                s += float(self.user_factors[u] @ self.item_factors[j])
-            out.append(s)
-        return out
+        return self._biased_dot(None if u is None else self.user_factors[u], candidates)
 
     def item_scores(self, context: Sequence[str], candidates: Sequence[str]) -> list[float]:
         """Item-to-item: mean factor similarity to the context items (+ bias); bias only without one."""
         ctx = [self.items[c] for c in context if c in self.items]
-        prof = self.item_factors[ctx].mean(axis=0) if ctx else None
+        return self._biased_dot(self.item_factors[ctx].mean(axis=0) if ctx else None, candidates)
+
+    def _biased_dot(self, query: np.ndarray | None, candidates: Sequence[str]) -> list[float]:
+        """b_i (+ query . v_i when there is a query) per candidate; -inf for an item never trained."""
         out = []
         for c in candidates:
             j = self.items.get(c)
@@ -99,8 +92,8 @@ class BPRModel:
                 out.append(float("-inf"))
                 continue
             s = float(self.item_bias[j])
-            if prof is not None:
-                s += float(prof @ self.item_factors[j])
+            if query is not None:
+                s += float(query @ self.item_factors[j])
             out.append(s)
         return out
 
