@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from encoders.media import MediaError, require_tool
+from encoders.memo import FileMemo
 from encoders.text import TextEncoder, l2_normalise
 
 N_MELS_CLASSIC = 80
@@ -63,6 +64,7 @@ class AudioEncoder:
         lang = "" if whisper_model.is_multilingual else ".en"
         self.model_id = model_id or f"whisper-d{dims.n_audio_state}-l{dims.n_audio_layer}{lang}"
         self.max_seconds, self.batch_windows, self.temperature = max_seconds, batch_windows, temperature
+        self.memo = FileMemo()
 
     @property
     def device(self) -> torch.device:
@@ -89,9 +91,22 @@ class AudioEncoder:
         return audio[: int(self.max_seconds * 16000)]
 
     def encode(self, paths: Sequence[str | Path], transcribe: bool = True) -> list[AudioFeatures]:
-        """Features of each file; `transcribe=False` skips Whisper decoding (transcript "")."""
+        """Features of each file; `transcribe=False` skips Whisper decoding (transcript "").
+
+        A file encoded by a recent call (same path, size, mtime and `transcribe`) is not encoded again.
+        """
         if isinstance(paths, (str, Path)):
             raise TypeError("pass a list of audio paths, not a single path")
+        keys = [self.memo.key(p, transcribe) for p in paths]
+        found = [self.memo.get(k) for k in keys]
+        todo = [p for p, f in zip(paths, found, strict=True) if f is None]
+        fresh = iter(self._encode(todo, transcribe) if todo else [])
+        out = [f if f is not None else next(fresh) for f in found]
+        for k, f in zip(keys, out, strict=True):
+            self.memo.put(k, f)
+        return out
+
+    def _encode(self, paths: Sequence[str | Path], transcribe: bool) -> list[AudioFeatures]:
         audios = [self.load(p) for p in paths]
         pooled = self._pooled_states(audios)
         out = []

@@ -25,6 +25,7 @@ import numpy as np
 from encoders.audio import AudioEncoder, AudioFeatures
 from encoders.image import ImageEncoder, top_labels
 from encoders.media import MediaError, duration, probe, require_tool, run_ffmpeg, streams
+from encoders.memo import FileMemo
 from encoders.pooling import AttentionPooling, mean_pool
 
 DONE = ".done"
@@ -62,6 +63,7 @@ class VideoEncoder:
         self.image_encoder, self.audio_encoder = image_encoder, audio_encoder
         self.cache_dir = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "fusionrec-frames"
         self.pooling = pooling
+        self.memo = FileMemo()
         self.attention = attention or (
             AttentionPooling(image_encoder.dim).eval() if pooling == "attention" else None
         )
@@ -77,7 +79,16 @@ class VideoEncoder:
         with_audio: bool = True,
         transcribe: bool = True,
     ) -> VideoFeatures:
-        """Frames, pooled vectors and sound-track features (transcribed unless told not to) of one video."""
+        """Frames, pooled vectors and sound-track features (transcribed unless told not to) of one video.
+
+        A file encoded by a recent call with the same arguments (and unchanged) is not encoded again.
+        """
+        args = (fps, max_frames, with_audio, transcribe)
+        return self.memo.get_or(path, args, lambda: self._encode(path, *args))
+
+    def _encode(
+        self, path: str | Path, fps: float, max_frames: int, with_audio: bool, transcribe: bool
+    ) -> VideoFeatures:
         p = Path(path).expanduser()
         if not p.is_file():
             raise MediaError(p, "file not found")

@@ -98,6 +98,23 @@ def test_long_audio_is_pooled_over_all_windows(tiny_audio, tmp_path):
     assert f.whisper.shape == (tiny_audio.dim,) and 30.9 < f.duration < 31.1
 
 
+def test_a_file_is_encoded_once_until_it_changes(tiny_audio, tmp_path):
+    """Retrieval and the prompt both encode an upload in one turn: the second call reuses the first."""
+    import os
+
+    path = write_tone(tmp_path / "memo.wav", freq=440.0)
+    (first,) = tiny_audio.encode([path], transcribe=False)
+    (again,) = tiny_audio.encode([path], transcribe=False)
+    assert again is first
+    other = write_tone(tmp_path / "other.wav", freq=220.0)
+    both = tiny_audio.encode([other, path], transcribe=False)
+    assert both[1] is first and both[0] is not first
+    write_tone(path, freq=880.0, seconds=2.0)  # replaced: same name, new content
+    os.utime(path, ns=(first_ns := os.stat(path).st_mtime_ns + 10**9, first_ns))
+    (changed,) = tiny_audio.encode([path], transcribe=False)
+    assert changed is not first and 1.9 < changed.duration < 2.1
+
+
 def test_classic_features_follow_pitch(tmp_path):
     low = classic_features(np.asarray(_read(write_tone(tmp_path / "low.wav", 300.0))))
     high = classic_features(np.asarray(_read(write_tone(tmp_path / "high.wav", 3000.0))))

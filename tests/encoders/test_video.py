@@ -102,9 +102,11 @@ def test_video_errors(tiny_video, clips, tmp_path, monkeypatch):
         tiny_video.encode(tmp_path / "missing.mp4")
     with pytest.raises(ValueError, match="fps must be > 0"):
         tiny_video.encode(clips["clip"], fps=0)
+    fresh = tmp_path / "copy.mp4"  # a file not encoded before (an encoded one is remembered)
+    fresh.write_bytes(Path(clips["clip"]).read_bytes())
     monkeypatch.setenv("PATH", str(tmp_path))  # no ffmpeg on PATH
     with pytest.raises(MediaError, match=r"install ffmpeg \(apt-get install ffmpeg\)"):
-        tiny_video.encode(clips["clip"])
+        tiny_video.encode(fresh)
 
 
 # --- pooling -------------------------------------------------------------------------------------
