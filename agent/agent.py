@@ -24,11 +24,19 @@ import numpy as np
 from agent import dialogue
 from agent.explain import ExplainResult, check_explanation, stream_explanation
 from agent.projector import Projectors
-from agent.prompt import AttachmentInput, RankPrompt, build_rank_prompt, constraints_text, load_template
+from agent.prompt import (
+    SCORINGS,
+    AttachmentInput,
+    RankPrompt,
+    build_rank_prompt,
+    constraints_text,
+    load_template,
+)
 from agent.rank import label_prior, rank_generative, rank_verbalizer
 from agent.softtokens import placeholder_id
 from fusionrec.config import Config
 from fusionrec.types import Attachment, Candidate, DialogueState, Item, Ranking, Turn
+from retrieval.collaborative import TABLE_FILE, load_table, with_collab
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +65,7 @@ def _use_training_prompt(acfg: Any, folder: Path) -> None:
     import yaml
 
     data = (yaml.safe_load(recipe.read_text(encoding="utf-8")) or {}).get("data", {})
-    for key in ("template", "overview_chars", "max_prompt_tokens"):
+    for key in ("template", "overview_chars", "max_prompt_tokens", "scoring"):
         if key in data and data[key] != getattr(acfg, key):
             log.info("agent.%s=%r from the adapter's recipe (%s)", key, data[key], recipe)
             setattr(acfg, key, type(getattr(acfg, key))(data[key]))
@@ -82,6 +90,8 @@ class Agent:
         acfg = cfg.agent
         if acfg.ranker not in RANKERS:
             raise AgentError(f"agent.ranker={acfg.ranker!r}: expected one of {', '.join(RANKERS)}")
+        if acfg.scoring not in SCORINGS:
+            raise AgentError(f"agent.scoring={acfg.scoring!r}: expected one of {', '.join(SCORINGS)}")
         if not 0 < acfg.num_candidates <= 20:
             raise AgentError(f"agent.num_candidates={acfg.num_candidates}: expected 1..20 (labels A..T)")
         if acfg.adapter:
@@ -99,10 +109,12 @@ class Agent:
                 raise AgentError(f"agent.adapter={acfg.adapter!r}: no such checkpoint folder")
             self.model = load_adapter(model, folder)
             self.projectors = Projectors.load(folder, expect_out_dim=hidden)
+            self.collab = load_table(folder / TABLE_FILE)  # collaborative item vectors, if trained with them
         else:
             self.model = model
             token_norm = float(model.get_input_embeddings().weight.detach().float().norm(dim=-1).mean())
             self.projectors = Projectors(hidden, seed=acfg.seed, init_norm=token_norm)
+            self.collab = {}
         device = model.get_input_embeddings().weight.device
         self.projectors.to(device).eval()
         self.placeholder = placeholder_id(self.tokenizer, acfg.placeholder_token)
@@ -133,7 +145,8 @@ class Agent:
         return self._catalog
 
     def item_vectors(self, items: Sequence[Item]) -> dict[str, np.ndarray]:
-        """Each item's text vector (from the store's text block, else encoded), for its hybrid token."""
+        """Each item's text vector (from the store's text block, else encoded), for its hybrid token,
+        with the adapter's collaborative vector appended when it was trained with one."""
         missing = [i for i in items if i.id not in self._item_vectors]
         if missing:
             store = getattr(self._retriever, "store", None)
@@ -147,7 +160,8 @@ class Agent:
 
                 vecs = load_text_encoder(self.cfg).encode([item_text(i) for i in rest])
                 found.update({i.id: v for i, v in zip(rest, vecs, strict=True)})
-            self._item_vectors.update({k: np.asarray(v, dtype=np.float32) for k, v in found.items()})
+            found = with_collab({k: np.asarray(v, dtype=np.float32) for k, v in found.items()}, self.collab)
+            self._item_vectors.update(found)
         return {i.id: self._item_vectors[i.id] for i in items}
 
     def attachment_inputs(self, attachments: Sequence[Attachment]) -> list[AttachmentInput]:
@@ -204,6 +218,7 @@ class Agent:
             max_tokens=acfg.max_prompt_tokens,
             overview_chars=acfg.overview_chars,
             placeholder=self.placeholder,
+            scoring=acfg.scoring,
         )
 
     def rank(self, prompt: RankPrompt, method: str | None = None) -> Ranking:
@@ -211,7 +226,8 @@ class Agent:
         method = method or self.cfg.agent.ranker
         weight = self.cfg.agent.retrieval_weight
         if method == "verbalizer":
-            prior = self.label_prior(len(prompt.candidates)) if self.cfg.agent.calibrate else None
+            calibrate = self.cfg.agent.calibrate and prompt.scoring == "listwise"
+            prior = self.label_prior(len(prompt.candidates)) if calibrate else None
             return rank_verbalizer(self.model, self.projectors, prompt, weight, prior)
         if method == "generative":
             return rank_generative(self.model, self.tokenizer, self.projectors, prompt, weight)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 class AgentConfig:
     num_candidates: int = 20  # candidates shown to the LLM (labels A..T, at most 20)
     ranker: str = "verbalizer"  # verbalizer (label logits, one pass) | generative (titles, parsed)
+    scoring: str = "listwise"  # verbalizer: listwise (label logits at the answer) | pointwise (a score token at each candidate's item token; set by trained adapters)
     template: str = "default"  # prompt template name in agent/prompts/ (default | concise) or a .txt path
     calibrate: bool = False  # verbalizer: subtract the label prior of a content-free prompt (position bias)
     retrieval_weight: float = 0.0  # final score = LLM score + weight * retrieval score (min-max normalised)

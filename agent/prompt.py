@@ -24,6 +24,8 @@ from fusionrec.types import Candidate, DialogueState, Item, Turn
 
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
 LABELS = "ABCDEFGHIJKLMNOPQRST"
+SCORINGS = ("listwise", "pointwise")
+SCORE_WORD = " yes"  # pointwise scoring: the logit of this token at each candidate's item token
 MAX_CANDIDATES = len(LABELS)
 SECTIONS = (
     "system",
@@ -195,6 +197,9 @@ class RankPrompt:
     dropped_turns: int = 0  # dialogue turns left out to fit the token budget
     overview_chars: int = 0  # overview length used in the candidate list (after shrinking)
     template: str = "default"
+    scoring: str = "listwise"  # listwise: label logits at the answer; pointwise: SCORE_WORD at each item
+    score_positions: list[int] = field(default_factory=list)  # pointwise: each candidate's item token
+    score_id: int = -1  # pointwise: the token id of SCORE_WORD
 
 
 def _candidate_lines(
@@ -204,6 +209,7 @@ def _candidate_lines(
     names: Sequence[str],
     item_vectors: dict[str, np.ndarray],
     overview_chars: int,
+    pointwise: bool = False,
 ) -> tuple[str, dict[str, SoftInput]]:
     lines, soft = [], {}
     for name, cand in zip(names, candidates, strict=True):
@@ -214,6 +220,8 @@ def _candidate_lines(
             key = f"item:{name}"
             marker = softtokens.slot(key)
             soft[key] = SoftInput("item", np.asarray(vec, dtype=np.float32))
+        if pointwise:  # scored at its hybrid item token (or at the end of its title when text only)
+            marker += softtokens.mark(f"score:{name}")
         lines.append(
             template.fill(
                 "candidate",
@@ -264,8 +272,16 @@ def build_rank_prompt(
     max_tokens: int = 1536,
     overview_chars: int = 200,
     placeholder: int | None = None,
+    scoring: str = "listwise",
 ) -> RankPrompt:
-    """The ranking prompt; history is dropped oldest-first, then overviews shortened, to fit `max_tokens`."""
+    """The ranking prompt; history is dropped oldest-first, then overviews shortened, to fit `max_tokens`.
+
+    `scoring="pointwise"` also records where each candidate is named — its hybrid item token, or the
+    end of its title when it is text only — and the model scores a candidate by the logit of
+    SCORE_WORD there (it has seen the request, the history and that item, none of the later ones).
+    """
+    if scoring not in SCORINGS:
+        raise ValueError(f"scoring={scoring!r}: expected one of {', '.join(SCORINGS)}")
     tpl = load_template(template) if isinstance(template, str) else template
     names = labels(len(candidates))
     answer_prefix = tpl.sections["answer_prefix"]
@@ -276,7 +292,9 @@ def build_rank_prompt(
     chars = overview_chars
     dropped = 0
     while True:
-        cand_text, cand_soft = _candidate_lines(tpl, tokenizer, candidates, names, item_vectors or {}, chars)
+        cand_text, cand_soft = _candidate_lines(
+            tpl, tokenizer, candidates, names, item_vectors or {}, chars, scoring == "pointwise"
+        )
         user = tpl.fill(
             "rank_request",
             request=data_text(request, tokenizer) or "(no text; see the attachment)",
@@ -310,6 +328,9 @@ def build_rank_prompt(
         dropped_turns=dropped,
         overview_chars=chars,
         template=tpl.name,
+        scoring=scoring,
+        score_positions=list(encoded.marks),
+        score_id=tokenizer.encode(SCORE_WORD, add_special_tokens=False)[-1] if scoring == "pointwise" else -1,
     )
 
 

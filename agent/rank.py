@@ -1,7 +1,8 @@
 """Ranking candidates with the LLM: the verbalizer (one forward pass) and the generative alternative.
 
-`rank_verbalizer` reads the logits of the label tokens (A, B, C ...) at the answer position and
-orders ALL candidates by them, so the result is always a permutation of the candidates and can
+`rank_verbalizer` reads the logits of the label tokens (A, B, C ...) at the answer position (or,
+for a pointwise prompt, the logit of a score token at each candidate's hybrid item token) and orders ALL
+candidates by them, so the result is always a permutation of the candidates and can
 never name an item that was not offered (LlamaRec). `rank_generative` lets the model write the
 ranking and parses labels or titles back to candidates; unparseable, duplicate and non-candidate
 answers are recorded in `Ranking.invalid`, and candidates it left out follow in retrieval order.
@@ -56,8 +57,13 @@ def _ordered(candidates: Sequence[Candidate], scores: Sequence[float]) -> tuple[
 
 @torch.no_grad()
 def label_logprobs(model: Any, projectors: Projectors | None, prompt: RankPrompt) -> torch.Tensor:
-    """Log-probabilities over the candidates' label tokens at the answer position, shape (n,)."""
+    """Log-probabilities over the candidates, shape (n,): of their label tokens at the answer position
+    (listwise), or of the score token at each candidate's item token, normalised over the candidates (pointwise)."""
     embeds = prompt_embeds(model, projectors, prompt)
+    if prompt.scoring == "pointwise":
+        keep = torch.tensor(prompt.score_positions, device=embeds.device)
+        logits = model(inputs_embeds=embeds, use_cache=False, logits_to_keep=keep).logits[0].float()
+        return torch.log_softmax(logits[:, prompt.score_id], dim=-1)
     logits = model(inputs_embeds=embeds, use_cache=False, logits_to_keep=1).logits[0, -1].float()
     return torch.log_softmax(logits[prompt.label_ids], dim=-1)
 
@@ -84,6 +90,8 @@ def rank_verbalizer(
     cands, scores = _ordered(prompt.candidates, final)
     probs = ", ".join(f"{lab}={s:.2f}" for lab, s in zip(prompt.labels, llm, strict=True))
     method = "verbalizer" if prior is None else "verbalizer-calibrated"
+    if prompt.scoring == "pointwise":
+        method += "-pointwise"
     return Ranking(cands, scores, method, raw_output=f"label log-probs: {probs}")
 
 

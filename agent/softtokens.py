@@ -2,7 +2,7 @@
 
 A prompt string carries slot markers (`slot("image:0")` -> "\\x00image:0\\x00"). `encode` splits the
 string at the markers, tokenises the text pieces and puts ONE placeholder token id at each marker,
-remembering the positions, so nothing in the text (an item overview, a user message) can create or
+remembering the positions (a `mark` adds no token: it records where the text before it ends), so nothing in the text (an item overview, a user message) can create or
 move a slot. `inputs_embeds` embeds the ids with the model's own embedding table and writes the
 projected vectors over the placeholder positions; it works for plain and peft-wrapped models and
 keeps gradients flowing into the vectors (for training the projectors).
@@ -28,6 +28,11 @@ def slot(key: str) -> str:
     if _MARK in key or not key:
         raise ValueError(f"bad soft-token key {key!r}")
     return f"{_MARK}{key}{_MARK}"
+
+
+def mark(key: str) -> str:
+    """A position marker: adds no token; `encode` records the position of the token before it."""
+    return slot("@" + key)
 
 
 def sanitize(text: str, tokenizer: Any = None) -> str:
@@ -67,6 +72,7 @@ class EncodedPrompt:
     input_ids: list[int]
     positions: list[int] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
+    marks: list[int] = field(default_factory=list)  # positions of the tokens that end at each `mark`
     text: str = ""  # the prompt with slots shown as "<soft:KEY>" (for logs and debugging)
 
     def __len__(self) -> int:
@@ -78,16 +84,21 @@ def encode(tokenizer: Any, text: str, placeholder: int) -> EncodedPrompt:
     ids: list[int] = []
     positions: list[int] = []
     keys: list[str] = []
+    marks: list[int] = []
     pieces = _SLOT_RE.split(text)
     for i, piece in enumerate(pieces):
-        if i % 2 == 1:
+        if i % 2 == 1 and piece.startswith("@"):
+            if not ids:
+                raise ValueError(f"position mark {piece!r} before any token")
+            marks.append(len(ids) - 1)
+        elif i % 2 == 1:
             positions.append(len(ids))
             keys.append(piece)
             ids.append(placeholder)
         elif piece:
             ids.extend(tokenizer.encode(piece, add_special_tokens=False))
-    shown = _SLOT_RE.sub(lambda m: f"<soft:{m.group(1)}>", text)
-    return EncodedPrompt(ids, positions, keys, shown)
+    shown = _SLOT_RE.sub(lambda m: "" if m.group(1)[0] == "@" else f"<soft:{m.group(1)}>", text)
+    return EncodedPrompt(ids, positions, keys, marks, shown)
 
 
 def embedding_layer(model: Any) -> torch.nn.Module:

@@ -61,6 +61,7 @@ class PromptSettings:
     overview_chars: int
     max_tokens: int
     history: int = 20
+    scoring: str = "listwise"
 
 
 def checkpoint_settings(folder: Path | None) -> dict[str, Any]:
@@ -75,6 +76,7 @@ def checkpoint_settings(folder: Path | None) -> dict[str, Any]:
         "overview_chars": "overview_chars",
         "max_prompt_tokens": "max_tokens",
         "history_len": "history",
+        "scoring": "scoring",
     }
     return {ours: data[theirs] for theirs, ours in keys.items() if theirs in data}
 
@@ -147,6 +149,7 @@ class LLMRanker:
             max_tokens=self.settings.max_tokens,
             overview_chars=self.settings.overview_chars,
             placeholder=self.agent.placeholder,
+            scoring=self.settings.scoring,
         )
 
     def loo_prompt(

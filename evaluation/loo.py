@@ -19,7 +19,6 @@ from evaluation.baselines import (
     RandomRanker,
     RetrievalRanker,
     load_cross,
-    train_bpr,
 )
 from evaluation.llm import (
     LLMRanker,
@@ -35,6 +34,7 @@ from evaluation.records import Records
 from evaluation.systems import CLASSIC, llm_names, parse_llm_name, select, summarize
 from evaluation.vectors import load_vectors
 from fusionrec.config import Config
+from retrieval.collaborative import train_bpr
 
 log = logging.getLogger(__name__)
 PROTOCOL = "ml100k-loo"

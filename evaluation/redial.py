@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from evaluation import protocols
-from evaluation.baselines import BPRRanker, PopularityRanker, RandomRanker, order_by, train_bpr
+from evaluation.baselines import BPRRanker, PopularityRanker, RandomRanker, order_by
 from evaluation.llm import LLMRanker, PromptSettings, checkpoint_settings, find_adapter, make_agent
 from evaluation.metrics import aggregate, latency_summary, rank_of
 from evaluation.records import Records
 from evaluation.systems import select
 from fusionrec.config import Config
 from fusionrec.types import Turn
+from retrieval.collaborative import train_bpr
 
 log = logging.getLogger(__name__)
 PROTOCOL = "redial"

@@ -112,6 +112,7 @@ def save_checkpoint(
     config_text: str,
     state: dict[str, Any],
     optimizer: Any = None,
+    collab: dict[str, Any] | None = None,
 ) -> Path:
     """Write a complete checkpoint atomically (see the module docstring)."""
     from safetensors.torch import save_file
@@ -127,6 +128,10 @@ def save_checkpoint(
         from retrieval.fusion import save_cross_fusion
 
         save_cross_fusion(fusion, tmp / FUSION_FILE)
+    if collab:
+        from retrieval.collaborative import TABLE_FILE, save_table
+
+        save_table(collab, tmp / TABLE_FILE)
     (tmp / CONFIG_FILE).write_text(config_text, encoding="utf-8")
     plain_rng, torch_rng = rng_state()
     if optimizer is not None:

@@ -70,6 +70,7 @@ class ExampleEncoder:
             max_tokens=d.max_prompt_tokens,
             overview_chars=d.overview_chars,
             placeholder=self.placeholder,
+            scoring=d.scoring,
         )
 
     # --- tasks ----------------------------------------------------------------------------------------

@@ -62,6 +62,7 @@ def seq_rank_prompt(
     max_tokens: int,
     overview_chars: int,
     placeholder: int,
+    scoring: str = "listwise",
 ) -> RankPrompt:
     """The ranking prompt of a MovieLens example (the same call the agent makes, history attached)."""
     cands = [Candidate(items[i], 0.0) for i in example.candidates]
@@ -76,6 +77,7 @@ def seq_rank_prompt(
         max_tokens=max_tokens,
         overview_chars=overview_chars,
         placeholder=placeholder,
+        scoring=scoring,
     )
 
 
@@ -90,6 +92,7 @@ def dialogue_rank_prompt(
     max_tokens: int,
     overview_chars: int,
     placeholder: int,
+    scoring: str = "listwise",
 ) -> RankPrompt:
     """The ranking prompt of a ReDial example: earlier turns as history, the seeker's last message as request."""
     cands = [Candidate(items[i], 0.0) for i in example.candidates]
@@ -104,6 +107,7 @@ def dialogue_rank_prompt(
         max_tokens=max_tokens,
         overview_chars=overview_chars,
         placeholder=placeholder,
+        scoring=scoring,
     )
 
 

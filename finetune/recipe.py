@@ -34,6 +34,8 @@ class DataSection:
     redial: bool = False
     redial_max: int = 0
     template: str = "concise"
+    scoring: str = "listwise"
+    collab_dim: int = 0
     overview_chars: int = 0
     max_prompt_tokens: int = 1024
     align_items: int = 0
@@ -209,6 +211,10 @@ def validate(recipe: Recipe, where: str) -> Recipe:
         raise RecipeError(f"{where}: tasks.weights: at least one task needs a weight > 0")
     if not 2 <= recipe.data.num_candidates <= 20:
         raise RecipeError(f"{where}: data.num_candidates must be 2..20 (labels A..T)")
+    if recipe.data.scoring not in ("listwise", "pointwise"):
+        raise RecipeError(f"{where}: data.scoring must be listwise or pointwise")
+    if recipe.data.collab_dim < 0:
+        raise RecipeError(f"{where}: data.collab_dim must be >= 0 (0 = no collaborative vectors)")
     if recipe.data.negatives not in ("random", "retrieval"):
         raise RecipeError(f"{where}: data.negatives must be random or retrieval")
     if recipe.train.mixed_precision not in ("no", "bf16", "fp16"):

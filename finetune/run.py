@@ -22,6 +22,7 @@ from typing import Any
 from finetune import checkpoint as ckpt
 from finetune.recipe import Recipe, RecipeError, load_recipe
 from fusionrec.config import Config
+from retrieval.collaborative import TABLE_FILE
 
 
 def parse_sets(items: list[str] | None) -> dict[str, Any]:
@@ -123,7 +124,7 @@ def merge_checkpoint(cfg: Config, checkpoint: str | Path, output: str | Path) ->
     with torch.no_grad():
         merged.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
-    for name in ("projectors.safetensors", "projectors.json", ckpt.FUSION_FILE, ckpt.CONFIG_FILE):
+    for name in ("projectors.safetensors", "projectors.json", ckpt.FUSION_FILE, ckpt.CONFIG_FILE, TABLE_FILE):
         if (folder / name).is_file():
             shutil.copy2(folder / name, out / name)
     return out

@@ -1,7 +1,8 @@
 """Losses of the training tasks and the module that computes them (LLM + projectors + fusion).
 
-- ranking / dialogue (verbalizer): cross-entropy over the candidates' label-token logits at the
-  answer position (the same logits `agent.rank.rank_verbalizer` ranks by);
+- ranking / dialogue (verbalizer): cross-entropy over the candidates' logits — their label tokens at
+  the answer position (listwise) or a score token after each candidate line (pointwise) — the same
+  logits `agent.rank.rank_verbalizer` ranks by;
 - explanation: LM loss on the explanation tokens only (labels -100 on the prompt and on soft tokens);
 - alignment: LM loss on "Title (Year): genres" after a prompt holding the item's soft tokens;
 - fusion (optional): cross-entropy of `retrieval.fusion.CrossModalFusion` scores over the candidates.
@@ -41,6 +42,9 @@ class Encoded:
     target_len: int = 0  # LM tasks: the last `target_len` ids are the target
     label_ids: list[int] = field(default_factory=list)  # ranking: label token id per candidate
     target: int = -1  # ranking: index of the true candidate
+    score_positions: list[int] = field(
+        default_factory=list
+    )  # pointwise ranking: where each candidate is scored
     fusion: dict[str, Any] | None = None  # ranking: CrossModalFusion inputs (batch of one)
 
     def __len__(self) -> int:
@@ -54,6 +58,16 @@ def encode_rank(task: str, prompt: RankPrompt, target: int) -> Encoded:
         (pos, prompt.soft_inputs[key].modality, prompt.soft_inputs[key].vector)
         for pos, key in zip(enc.positions, enc.keys, strict=True)
     ]
+    if prompt.scoring == "pointwise":
+        n = len(prompt.score_positions)
+        return Encoded(
+            task,
+            list(enc.input_ids),
+            slots,
+            label_ids=[prompt.score_id] * n,
+            target=target,
+            score_positions=list(prompt.score_positions),
+        )
     return Encoded(task, list(enc.input_ids), slots, label_ids=list(prompt.label_ids), target=target)
 
 
@@ -82,12 +96,21 @@ class Batch:
     target_len: int = 0  # LM: the longest target
     label_ids: torch.Tensor | None = None  # ranking: (B, n) label token ids (-1 = padding)
     targets: torch.Tensor | None = None  # ranking: (B,)
+    score_positions: torch.Tensor | None = None  # pointwise ranking: (B, n) columns scored (0 = padding)
     fusion: list[dict[str, Any]] = field(default_factory=list)
     n_examples: int = 0
     n_tokens: int = 0
 
     def to(self, device: torch.device | str) -> Batch:
-        for name in ("input_ids", "attention_mask", "position_ids", "labels", "label_ids", "targets"):
+        for name in (
+            "input_ids",
+            "attention_mask",
+            "position_ids",
+            "labels",
+            "label_ids",
+            "targets",
+            "score_positions",
+        ):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value.to(device))
@@ -129,6 +152,12 @@ def collate(examples: Sequence[Encoded], pad_id: int) -> Batch:
         for r, e in enumerate(examples):
             label_ids[r, : len(e.label_ids)] = torch.tensor(e.label_ids, dtype=torch.long)
         batch.label_ids = label_ids
+        if any(e.score_positions for e in examples):
+            cols = torch.zeros((len(examples), n), dtype=torch.long)
+            for r, e in enumerate(examples):
+                off = width - len(e)
+                cols[r, : len(e.score_positions)] = torch.tensor(e.score_positions, dtype=torch.long) + off
+            batch.score_positions = cols
         batch.targets = torch.tensor([e.target for e in examples], dtype=torch.long)
         batch.fusion = [e.fusion for e in examples if e.fusion is not None]
         if len(batch.fusion) != len(examples):
@@ -170,17 +199,21 @@ class RecModel(nn.Module):
         return softtokens.inputs_embeds(self.llm, batch.input_ids, batch.slot_index, vectors)
 
     def label_logits(self, batch: Batch) -> torch.Tensor:
-        """(B, n) logits of each candidate's label token at the answer position (-inf for padding)."""
+        """(B, n) candidate logits (-inf for padding): each label token at the answer position (listwise),
+        or the score token at each candidate's scoring position (pointwise)."""
+        pointwise = batch.score_positions is not None
         out = self.llm(
             inputs_embeds=self.embeds(batch),
             attention_mask=batch.attention_mask,
             position_ids=batch.position_ids,
             use_cache=False,
-            logits_to_keep=1,
+            logits_to_keep=batch.score_positions if pointwise else 1,
         )
-        last = out.logits[:, -1].float()
         ids = batch.label_ids.clamp(min=0)
-        logits = last.gather(1, ids)
+        if pointwise:
+            logits = out.logits.float().gather(2, ids[..., None])[..., 0]
+        else:
+            logits = out.logits[:, -1].float().gather(1, ids)
         return logits.masked_fill(batch.label_ids < 0, float("-inf"))
 
     def lm_loss(self, batch: Batch) -> torch.Tensor:

@@ -35,6 +35,9 @@ from finetune.features import feature_dims, item_vectors
 from finetune.recipe import Recipe
 from finetune.tasks import RecModel, collate, hr_ndcg, ranks_of_targets
 from fusionrec.config import Config
+from fusionrec.types import Interaction
+from retrieval.collaborative import TABLE_FILE, collab_table, load_table, train_bpr, with_collab
+from retrieval.splits import id_key
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +184,8 @@ class Trainer:
             self.vectors[m] = item_vectors(
                 cfg, r.data.dataset, items, m, self.retriever, progress=self.progress and self.main
             )
+        self.collab = self._collab_table(resume_dir)
+        self.vectors["item"] = with_collab(self.vectors["item"], self.collab)
         self.data.align = [
             i for i in self.data.align if any(i in self.vectors.get(m, {}) for m in r.augment.modalities)
         ]
@@ -273,6 +278,28 @@ class Trainer:
         self._fusion_cache: dict[tuple[str, int], dict[str, Any] | None] = {}
         self._perms: dict[tuple[str, int], list[int]] = {}
         self.popularity = self._popularity_metrics()
+
+    def _collab_table(self, resume_dir: Path) -> dict[str, np.ndarray]:
+        """The collaborative item table: the resumed run's, stage 1's, or BPR on the training split."""
+        d = self.recipe.data
+        if d.collab_dim <= 0:
+            return {}
+        for folder in [
+            resume_dir if self.resume else None,
+            self._init_path() if self.recipe.model.init_from else None,
+        ]:
+            table = load_table(folder / TABLE_FILE) if folder is not None else {}
+            if table:
+                return table
+        seen = [Interaction(u, i, 1.0, t) for u, s in self.data.splits.items() for t, i in enumerate(s.train)]
+        model = train_bpr(seen, sorted(self.data.items, key=id_key), dim=d.collab_dim, seed=self.recipe.seed)
+        log.info(
+            "collaborative vectors: BPR dim %d on %d training interactions (%.1f s)",
+            d.collab_dim,
+            len(seen),
+            model.seconds,
+        )
+        return collab_table(model)
 
     def _init_path(self) -> Path:
         p = Path(self.recipe.model.init_from).expanduser()
@@ -426,6 +453,7 @@ class Trainer:
                 config_text=self.config_text(),
                 state=self.state(),
                 optimizer=self.optimizer if with_optimizer else None,
+                collab=self.collab,
             )
         self.acc.wait_for_everyone()
         return folder

@@ -107,3 +107,41 @@ def test_calibrated_verbalizer_subtracts_the_label_prior(tiny_llm, proj, ml100k)
     assert _ids(flat.candidates) == _ids(cands) and set(flat.scores) == {0.0}
     with pytest.raises(ValueError, match="6 values for 7 candidates"):
         rank_verbalizer(model, proj, prompt, prior=prior[:6])
+
+
+def test_pointwise_scores_each_candidate_at_its_item_token(tiny_llm, proj, ml100k):
+    """Pointwise: one score position per candidate, at its hybrid item token (text only: the end of
+    its title); a candidate's score depends on what came before it, not on the candidates after it."""
+    import torch
+
+    from agent.rank import label_logprobs, prompt_embeds
+
+    model, tok = tiny_llm
+    items = ml100k[:6]
+    vecs = {i.id: np.random.default_rng(int(i.id)).standard_normal(24).astype(np.float32) for i in items}
+
+    def raw_scores(cands):
+        prompt = build_rank_prompt(tok, "concise", "a comedy", cands, item_vectors=vecs, scoring="pointwise")
+        keep = torch.tensor(prompt.score_positions)
+        out = model(inputs_embeds=prompt_embeds(model, proj, prompt), logits_to_keep=keep)
+        return prompt, out.logits[0, :, prompt.score_id].detach()
+
+    prompt, first = raw_scores(make_candidates(items, [0.0] * 6))
+    assert len(prompt.score_positions) == 6 and prompt.score_positions == sorted(prompt.score_positions)
+    assert prompt.score_positions == prompt.encoded.positions  # every candidate has a vector here
+    text_only = build_rank_prompt(
+        tok, "concise", "a comedy", make_candidates(items, [0.0] * 6), scoring="pointwise"
+    )
+    for name, item, pos in zip(text_only.labels, items, text_only.score_positions, strict=True):
+        line = tok.decode(text_only.encoded.input_ids[: pos + 1]).rsplit("\n", 1)[-1]
+        assert line.startswith(f"{name}. <data>") and line.rstrip().endswith(f"({item.year})")
+    _, swapped = raw_scores(make_candidates([*items[:3], items[5], items[4], items[3]], [0.0] * 6))
+    torch.testing.assert_close(first[:3], swapped[:3])  # the first three did not see the rest
+    assert not torch.allclose(first[3:], swapped[3:])
+    logp = label_logprobs(model, proj, prompt)
+    torch.testing.assert_close(logp, torch.log_softmax(first.float(), -1))
+    ranking = rank_verbalizer(model, proj, prompt)
+    assert ranking.method == "verbalizer-pointwise"
+    assert sorted(_ids(ranking.candidates)) == sorted(i.id for i in items)
+    with pytest.raises(ValueError, match="scoring"):
+        build_rank_prompt(tok, "concise", "x", make_candidates(items, [0.0] * 6), scoring="pairwise")

@@ -11,6 +11,7 @@ from evaluation import baselines as B
 from evaluation import protocols as P
 from evaluation.metrics import example_metrics
 from evaluation.vectors import VectorTable
+from retrieval.collaborative import train_bpr
 from tests.conftest import make_config
 
 
@@ -54,12 +55,12 @@ def _hr10(ranker, examples, **kw):
 
 def test_bpr_learns_and_is_deterministic(split):
     ids, examples, train = split
-    model = B.train_bpr(train, ids, dim=16, epochs=6, seed=0)
+    model = train_bpr(train, ids, dim=16, epochs=6, seed=0)
     assert model.history[-1]["loss"] < model.history[0]["loss"]
-    again = B.train_bpr(train, ids, dim=16, epochs=6, seed=0)
+    again = train_bpr(train, ids, dim=16, epochs=6, seed=0)
     assert np.array_equal(model.item_factors, again.item_factors)
     assert not np.array_equal(
-        model.item_factors, B.train_bpr(train, ids, dim=16, epochs=6, seed=1).item_factors
+        model.item_factors, train_bpr(train, ids, dim=16, epochs=6, seed=1).item_factors
     )
     bpr = _hr10(B.BPRRanker(model), examples, user=True)
     rnd = _hr10(B.RandomRanker(0), examples)

@@ -26,9 +26,11 @@ def setup(ml100k, tiny_llm):
     return items, model, tokenizer, Projectors(hidden, seed=3), vectors, examples
 
 
-def test_batched_label_logits_equal_the_agents_verbalizer(setup):
-    """Two prompts of different lengths, left-padded in one batch, give the label log-probs that
-    agent.rank.label_logprobs computes for each prompt alone (same soft tokens, same positions)."""
+@pytest.mark.parametrize("scoring", ["listwise", "pointwise"])
+def test_batched_label_logits_equal_the_agents_verbalizer(setup, scoring):
+    """Two prompts of different lengths, left-padded in one batch, give the candidate log-probs that
+    agent.rank.label_logprobs computes for each prompt alone (same soft tokens, same positions),
+    for label logits at the answer (listwise) and score-token logits after each line (pointwise)."""
     items, model, tokenizer, projectors, vectors, examples = setup
     prompts = []
     for k, ex in enumerate(examples):
@@ -44,9 +46,11 @@ def test_batched_label_logits_equal_the_agents_verbalizer(setup):
                 max_tokens=2048,
                 overview_chars=0,
                 placeholder=0,
+                scoring=scoring,
             )
         )
     assert len(prompts[0].encoded) != len(prompts[1].encoded)
+    assert all(p.scoring == scoring for p in prompts)
     encoded = [
         encode_rank("ranking", p, ex.candidates.index(ex.target))
         for p, ex in zip(prompts, examples, strict=True)
