@@ -6,6 +6,8 @@ so the expensive conversions (GGUF dequantisation, Whisper conversion) happen on
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -24,6 +26,47 @@ def make_config(profile: str, home: Path | None = None, overrides: list[str] | N
     cfg = load_config(None, [f"models.profile={profile}", *(overrides or [])])
     cfg.paths.home = str(home or TEST_HOME)
     return cfg
+
+
+def home_config(models_dir: Path, home: Path, profile: str, overrides: list[str] | None = None) -> Config:
+    """A config whose state lives in `home`, with `home/models` linked to the prepared models."""
+    home.mkdir(parents=True, exist_ok=True)
+    link = home / "models"
+    if not link.exists():
+        link.symlink_to(models_dir, target_is_directory=True)
+    return make_config(profile, home=home, overrides=overrides)
+
+
+def ingested_catalog(
+    cfg: Config, modalities: list[str], n_items: int = 0, dataset: str = "movielens-100k"
+) -> list:
+    """Prepare `dataset` in cfg's home (once) and ingest its first `n_items` items (0 = all).
+
+    A stamp (item ids, modalities, the ingest hash version, fusion weights, the models manifest)
+    skips the ~25 s that even a no-op ingest spends loading encoders; any change re-ingests.
+    Returns the prepared items (all of them, not only the ingested ones).
+    """
+    from retrieval.ingest import HASH_VERSION, ingest
+    from retrieval.prepare import load_prepared, prepare_dataset
+    from retrieval.store import Store
+
+    if not (cfg.data_dir / dataset / "items.jsonl").is_file():
+        prepare_dataset(cfg, dataset, verbose=False)
+    items = load_prepared(cfg, dataset)[0]
+    chosen = items[:n_items] if n_items else items
+    manifest = cfg.models_dir / "manifest.json"
+    key = json.dumps(
+        [[i.id for i in chosen], modalities, HASH_VERSION, cfg.retrieval.weights,
+         manifest.read_text() if manifest.is_file() else ""],
+        sort_keys=True,
+    )  # fmt: skip
+    stamp = cfg.home / f"ingested-{dataset}.sha256"
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    if stamp.is_file() and stamp.read_text() == digest and Store(cfg).count("early") == len(chosen):
+        return items
+    ingest(cfg, dataset, modalities=modalities, progress=False, catalog=chosen)
+    stamp.write_text(digest)
+    return items
 
 
 @pytest.fixture(scope="session")

@@ -10,12 +10,10 @@ Both homes link their models folder to the session's prepared models.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from fusionrec.config import Config
-from tests.conftest import TEST_HOME, make_config
+from tests.conftest import TEST_HOME, home_config, ingested_catalog
 
 DATASET = "movielens-100k"
 TINY_ITEMS = 300
@@ -30,31 +28,11 @@ FAST = [
 ]  # keep turns short on 2 shared cores (one torch thread: far faster when the cores are oversubscribed)
 
 
-def home_config(models_dir: Path, home: Path, profile: str, overrides: list[str] | None = None) -> Config:
-    """A config whose state lives in `home`, with `home/models` linked to the prepared models."""
-    home.mkdir(parents=True, exist_ok=True)
-    link = home / "models"
-    if not link.exists():
-        link.symlink_to(models_dir, target_is_directory=True)
-    return make_config(profile, home=home, overrides=overrides)
-
-
-def _prepared(cfg: Config) -> list:
-    from retrieval.prepare import load_prepared, prepare_dataset
-
-    if not (cfg.data_dir / DATASET / "items.jsonl").is_file():
-        prepare_dataset(cfg, DATASET, verbose=False)
-    return load_prepared(cfg, DATASET)[0]
-
-
 @pytest.fixture(scope="session")
 def tiny_agent_cfg(tiny_cfg: Config, shared_data) -> Config:
     """Tiny models; the first TINY_ITEMS ML-100k items ingested (text)."""
-    from retrieval.ingest import ingest
-
     cfg = home_config(tiny_cfg.models_dir, TINY_HOME, "tiny", FAST)
-    items = _prepared(cfg)
-    ingest(cfg, DATASET, modalities=["text"], progress=False, catalog=items[:TINY_ITEMS])
+    ingested_catalog(cfg, ["text"], TINY_ITEMS)
     return cfg
 
 
@@ -76,11 +54,8 @@ def ml100k(tiny_agent_cfg: Config) -> list:
 @pytest.fixture(scope="session")
 def real_agent_cfg(offline_cfg: Config, shared_data) -> Config:
     """The real offline models; the whole ML-100k catalog ingested (text, MiniLM)."""
-    from retrieval.ingest import ingest
-
     cfg = home_config(offline_cfg.models_dir, OFFLINE_HOME, "offline", FAST)
-    _prepared(cfg)
-    ingest(cfg, DATASET, modalities=["text"], progress=False)
+    ingested_catalog(cfg, ["text"])
     return cfg
 
 

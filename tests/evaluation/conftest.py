@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from fusionrec.config import Config
-from tests.conftest import TEST_HOME, make_config
+from tests.conftest import TEST_HOME, home_config, ingested_catalog, make_config
 
 HOME = TEST_HOME / "evaluation"
 QUICK = [
@@ -63,10 +63,6 @@ def ml100k(data_cfg: Config) -> tuple[list, list]:
 @pytest.fixture(scope="session")
 def eval_cfg(tiny_cfg: Config, data_cfg: Config) -> Config:
     """Tiny models linked into HOME; the ML-100k catalog ingested (text + image)."""
-    from retrieval.ingest import ingest
-
-    link = HOME / "models"
-    if not link.exists():
-        link.symlink_to(tiny_cfg.models_dir, target_is_directory=True)
-    ingest(data_cfg, "movielens-100k", modalities=["text", "image"], progress=False)
+    home_config(tiny_cfg.models_dir, HOME, "tiny")  # links HOME/models
+    ingested_catalog(data_cfg, ["text", "image"])
     return data_cfg

@@ -115,6 +115,7 @@ def test_same_seed_same_numbers_and_resume(eval_cfg):
 
 
 def test_clear_errors(eval_cfg, tmp_path, capsys):
+    _folder("errors")  # a folder left by an older run holds other settings (that error is tested above)
     assert main(_argv("--systems", "sasrec", "--name", "errors", extra=("eval.limit=5",))) == 2
     assert "'sasrec' is unknown" in capsys.readouterr().err
     assert main(_argv("--systems", "lora", "--name", "errors", extra=("eval.limit=5",))) == 2
