@@ -27,6 +27,8 @@ _DECADE = re.compile(r"(?<![\w'])'?((?:1[89]|20)?\d)0'?s\b", re.IGNORECASE)
 _NEGATED = re.compile(r"\b(?:no|not|non|without|nothing)[\s-]+(?:\w+[\s-]+)?$", re.IGNORECASE)
 _ARTICLE_SUFFIX = re.compile(r"^(.*), (The|A|An|Les|La|Le|Il|Das|Der|Die|El|L')$")
 _SENTENCE_START = re.compile(r"(^|[.!?]\s+|\n)$")
+_NAME = re.compile(r"(?<![\w'-])([A-Z][a-z]+(?:[-'][A-Za-z]+)*)")  # a capitalised word: a name?
+_COMMON_CAPS = {"I", "I'm", "I've", "I'd", "The", "A", "An", "Movie", "Film"}
 
 
 # --- fact check ----------------------------------------------------------------------------------------
@@ -65,7 +67,7 @@ def fact_check(
     catalog_titles: Iterable[str] = (),
     catalog_genres: Iterable[str] = (),
 ) -> list[str]:
-    """Problems in an explanation of `item`: other titles, years and genres not in its facts."""
+    """Problems in an explanation of `item`: other titles, names, years and genres not in its facts."""
     problems: list[str] = []
     facts = item.facts()
     facts_lower = facts.lower()
@@ -80,6 +82,12 @@ def fact_check(
             if " " not in variant and _SENTENCE_START.search(text[: m.start(1)]):
                 continue  # a one-word title at a sentence start is most likely just a word
             problems.append(f"names another title: {owner[variant]}")
+    fact_words = set(re.findall(r"[\w'-]+", facts_lower))
+    for m in _NAME.finditer(text):
+        word = m.group(1)
+        if word in _COMMON_CAPS or word.lower() in fact_words or _SENTENCE_START.search(text[: m.start(1)]):
+            continue
+        problems.append(f"name not in the facts: {word}")  # e.g. a character or actor the model made up
     fact_years = set(_YEAR.findall(facts))
     for year in _YEAR.findall(text):
         if year not in fact_years:

@@ -37,6 +37,8 @@ def test_grounded_text_passes():
         ("Toy Story fits because it feels like the 80s.", "decade not in the facts: 80s"),
         ("Toy Story fits because it is a gripping horror story.", "genre not in the facts: horror (Horror)"),
         ("Toy Story fits because it is a tense thriller.", "genre not in the facts: thriller (Thriller)"),
+        ("Toy Story fits because Daredevil saves the toys.", "name not in the facts: Daredevil"),
+        ("Toy Story fits because Tom Hanks voices Woody.", "name not in the facts: Hanks"),
     ],
 )
 def test_fact_check_flags(text, problem):
