@@ -120,7 +120,7 @@ def ablation_markdown(abl: Mapping[str, Any]) -> list[str]:
     lines = [
         f"### Retrieval-only: modalities x fusion ({abl['users']} users)",
         "",
-        f"Vectors: {abl['vectors']}; cross-modal module {'trained' if abl['cross_trained'] else 'untrained (equal weights)'}.",
+        f"Vectors: {abl['vectors']}; cross-modal module {'trained' if abl['cross_trained'] else 'untrained (equal weights per modality)'}.",
         "",
     ]
     rows, missing = [], {}

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ MODALITY_OF = {
     "tfidf": "tfidf",
 }
 RRF_K = 60  # the usual reciprocal-rank-fusion constant
-UNTRAINED_WARNING = "cross-modal fusion is untrained: using equal weights"
+UNTRAINED_WARNING = "cross-modal fusion is untrained: using equal weights per modality"
 CROSS_FILE = "cross_fusion.safetensors"
 
 
@@ -128,7 +129,8 @@ class CrossModalFusion(nn.Module):
     query: the turn's text-space vector (B, Dq); keys: each block's item vector projected to
     ``hidden`` (B, N, M, H); values: the block's query-item similarity (B, N, M). The fused score
     is the attention-weighted sum of the similarities over the blocks both sides have. The query
-    projection starts at zero, so an untrained module gives exactly equal weights.
+    projection starts at zero and each block's bias at -log(blocks of its modality), so an untrained
+    module weighs the modalities equally (image and its text-space bridge share the image's half).
     """
 
     def __init__(self, dims: Mapping[str, int], query_dim: int, hidden: int = 64) -> None:
@@ -140,7 +142,9 @@ class CrossModalFusion(nn.Module):
         nn.init.zeros_(self.query_proj.weight)
         nn.init.zeros_(self.query_proj.bias)
         self.key_proj = nn.ModuleDict({b: nn.Linear(d, self.hidden) for b, d in self.dims.items()})
-        self.block_bias = nn.Parameter(torch.zeros(len(self.blocks)))
+        per_modality = Counter(MODALITY_OF.get(b, b) for b in self.blocks)
+        prior = [-math.log(per_modality[MODALITY_OF.get(b, b)]) for b in self.blocks]
+        self.block_bias = nn.Parameter(torch.tensor(prior, dtype=torch.float32))
 
     def weights(
         self, query: torch.Tensor, items: Mapping[str, torch.Tensor], mask: torch.Tensor

@@ -269,7 +269,7 @@ class Retriever:
         return scores, vectors
 
     def cross_module(self) -> Any:
-        """The cross-modal attention module (trained weights when saved, else equal weights)."""
+        """The cross-modal attention module (trained weights when saved, else equal weights per modality)."""
         if self._cross is None:
             query_dim = self.dims.get("text") or self.dims.get("image_text") or 1
             self._cross, self.cross_trained = load_cross_fusion(self.cfg, self.dims, query_dim)

@@ -85,6 +85,10 @@ def test_untrained_cross_fusion_gives_equal_weights_and_says_so(tmp_path, caplog
     assert torch.allclose(w[0, 0], torch.tensor([0.5, 0.5, 0.0]))
     assert torch.allclose(w[0, 1:], torch.full((4, 3), 1 / 3))
     assert torch.allclose(scores[0, 1:], sims[0, 1:].mean(-1))
+    # two blocks of one modality (the poster and its text-space bridge) share that modality's weight
+    bridge = CrossModalFusion({"text": 4, "image": 3, "image_text": 4}, 4)
+    w = bridge.weights(query, {**items, "image_text": items["text"]}, torch.ones(1, 5, 3, dtype=torch.bool))
+    assert torch.allclose(w[0, 0], torch.tensor([0.5, 0.25, 0.25]))
 
 
 def test_trained_cross_fusion_roundtrips_through_safetensors(tmp_path, caplog):
