@@ -21,6 +21,7 @@ import numpy as np
 from evaluation.vectors import MODALITY_BLOCKS, NATIVE_BLOCK, PROJECTOR_OF, VectorTable
 from fusionrec.config import Config
 from fusionrec.types import Candidate, Item, Turn
+from retrieval.collaborative import with_collab
 
 # The leave-one-out request and history format of finetune/prompts.py (`SEQ_REQUEST`,
 # `history_attachments`): the watched items are attachments of kind "item" (title as data + the
@@ -246,17 +247,25 @@ class ItemTokenAblation:
     cross: Any = None
     passes: int = 0
 
+    def _native(self, modality: str, item_id: str) -> np.ndarray | None:
+        """The vector the modality's projector takes (the item projector's with the adapter's BPR part)."""
+        v = self.table.get(NATIVE_BLOCK[modality], item_id)
+        collab = getattr(self.agent, "collab", {})
+        if v is not None and PROJECTOR_OF[modality] == "item" and collab:
+            v = with_collab({item_id: v}, collab)[item_id]
+        return v
+
     def _slot_vectors(self, candidates: Sequence[str], modalities: Sequence[str]) -> dict[str, list]:
         """Per candidate: [(projector key, native vector, weight)] for the requested modalities it has."""
         out = {}
         for c in candidates:
             parts = []
             for m in modalities:
-                v = self.table.get(NATIVE_BLOCK[m], c)
+                v = self._native(m, c)
                 if v is not None:
                     parts.append((PROJECTOR_OF[m], v, _modality_weight(self.weights, m)))
             if not parts:  # an item with none of them keeps its text token
-                parts.append((PROJECTOR_OF["text"], self.table.get("text", c), 1.0))
+                parts.append((PROJECTOR_OF["text"], self._native("text", c), 1.0))
             out[c] = parts
         return out
 
