@@ -22,16 +22,10 @@ from typing import Any, Literal
 import numpy as np
 
 from agent import dialogue
+from agent.config import SCORINGS
 from agent.explain import ExplainResult, check_explanation, stream_explanation
 from agent.projector import Projectors
-from agent.prompt import (
-    SCORINGS,
-    AttachmentInput,
-    RankPrompt,
-    build_rank_prompt,
-    constraints_text,
-    load_template,
-)
+from agent.prompt import AttachmentInput, RankPrompt, build_rank_prompt, constraints_text, load_template
 from agent.rank import label_prior, rank_generative, rank_verbalizer
 from agent.softtokens import placeholder_id
 from fusionrec.config import Config

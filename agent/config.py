@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+SCORINGS = ("listwise", "pointwise")  # how the verbalizer reads the candidates' scores (agent.scoring)
+
 
 @dataclass
 class AgentConfig:

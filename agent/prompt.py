@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 
 from agent import softtokens
+from agent.config import SCORINGS
 from fusionrec.types import Candidate, DialogueState, Item, Turn
 
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
 LABELS = "ABCDEFGHIJKLMNOPQRST"
-SCORINGS = ("listwise", "pointwise")
 SCORE_WORD = " yes"  # pointwise scoring: the logit of this token at each candidate's item token
 MAX_CANDIDATES = len(LABELS)
 SECTIONS = (

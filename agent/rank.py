@@ -1,8 +1,8 @@
 """Ranking candidates with the LLM: the verbalizer (one forward pass) and the generative alternative.
 
 `rank_verbalizer` reads the logits of the label tokens (A, B, C ...) at the answer position (or,
-for a pointwise prompt, the logit of a score token at each candidate's hybrid item token) and orders ALL
-candidates by them, so the result is always a permutation of the candidates and can
+for a pointwise prompt, the logit of a score token at each candidate's hybrid item token) and
+orders ALL candidates by them, so the result is always a permutation of the candidates and can
 never name an item that was not offered (LlamaRec). `rank_generative` lets the model write the
 ranking and parses labels or titles back to candidates; unparseable, duplicate and non-candidate
 answers are recorded in `Ranking.invalid`, and candidates it left out follow in retrieval order.

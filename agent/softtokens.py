@@ -2,8 +2,8 @@
 
 A prompt string carries slot markers (`slot("image:0")` -> "\\x00image:0\\x00"). `encode` splits the
 string at the markers, tokenises the text pieces and puts ONE placeholder token id at each marker,
-remembering the positions (a `mark` adds no token: it records where the text before it ends), so nothing in the text (an item overview, a user message) can create or
-move a slot. `inputs_embeds` embeds the ids with the model's own embedding table and writes the
+remembering the positions (a `mark` adds no token: it records where the text before it ends), so
+nothing in the text (an item overview, a user message) can create or move a slot. `inputs_embeds` embeds the ids with the model's own embedding table and writes the
 projected vectors over the placeholder positions; it works for plain and peft-wrapped models and
 keeps gradients flowing into the vectors (for training the projectors).
 """

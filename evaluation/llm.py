@@ -250,9 +250,8 @@ class ItemTokenAblation:
     def _native(self, modality: str, item_id: str) -> np.ndarray | None:
         """The vector the modality's projector takes (the item projector's with the adapter's BPR part)."""
         v = self.table.get(NATIVE_BLOCK[modality], item_id)
-        collab = getattr(self.agent, "collab", {})
-        if v is not None and PROJECTOR_OF[modality] == "item" and collab:
-            v = with_collab({item_id: v}, collab)[item_id]
+        if v is not None and PROJECTOR_OF[modality] == "item" and self.agent.collab:
+            v = with_collab({item_id: v}, self.agent.collab)[item_id]
         return v
 
     def _slot_vectors(self, candidates: Sequence[str], modalities: Sequence[str]) -> dict[str, list]:

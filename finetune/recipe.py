@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.config import SCORINGS
+
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 TASKS = ("ranking", "dialogue", "explanation", "alignment")
 
@@ -211,8 +213,8 @@ def validate(recipe: Recipe, where: str) -> Recipe:
         raise RecipeError(f"{where}: tasks.weights: at least one task needs a weight > 0")
     if not 2 <= recipe.data.num_candidates <= 20:
         raise RecipeError(f"{where}: data.num_candidates must be 2..20 (labels A..T)")
-    if recipe.data.scoring not in ("listwise", "pointwise"):
-        raise RecipeError(f"{where}: data.scoring must be listwise or pointwise")
+    if recipe.data.scoring not in SCORINGS:
+        raise RecipeError(f"{where}: data.scoring must be one of {', '.join(SCORINGS)}")
     if recipe.data.collab_dim < 0:
         raise RecipeError(f"{where}: data.collab_dim must be >= 0 (0 = no collaborative vectors)")
     if recipe.data.negatives not in ("random", "retrieval"):

@@ -1,7 +1,7 @@
 """Losses of the training tasks and the module that computes them (LLM + projectors + fusion).
 
 - ranking / dialogue (verbalizer): cross-entropy over the candidates' logits — their label tokens at
-  the answer position (listwise) or a score token after each candidate line (pointwise) — the same
+  the answer position (listwise) or a score token at each candidate's item token (pointwise) — the same
   logits `agent.rank.rank_verbalizer` ranks by;
 - explanation: LM loss on the explanation tokens only (labels -100 on the prompt and on soft tokens);
 - alignment: LM loss on "Title (Year): genres" after a prompt holding the item's soft tokens;
@@ -42,9 +42,7 @@ class Encoded:
     target_len: int = 0  # LM tasks: the last `target_len` ids are the target
     label_ids: list[int] = field(default_factory=list)  # ranking: label token id per candidate
     target: int = -1  # ranking: index of the true candidate
-    score_positions: list[int] = field(
-        default_factory=list
-    )  # pointwise ranking: where each candidate is scored
+    score_positions: list[int] = field(default_factory=list)  # pointwise: where each candidate is scored
     fusion: dict[str, Any] | None = None  # ranking: CrossModalFusion inputs (batch of one)
 
     def __len__(self) -> int:
@@ -58,17 +56,16 @@ def encode_rank(task: str, prompt: RankPrompt, target: int) -> Encoded:
         (pos, prompt.soft_inputs[key].modality, prompt.soft_inputs[key].vector)
         for pos, key in zip(enc.positions, enc.keys, strict=True)
     ]
-    if prompt.scoring == "pointwise":
-        n = len(prompt.score_positions)
-        return Encoded(
-            task,
-            list(enc.input_ids),
-            slots,
-            label_ids=[prompt.score_id] * n,
-            target=target,
-            score_positions=list(prompt.score_positions),
-        )
-    return Encoded(task, list(enc.input_ids), slots, label_ids=list(prompt.label_ids), target=target)
+    pointwise = prompt.scoring == "pointwise"  # one score token per candidate, each at its own position
+    label_ids = [prompt.score_id] * len(prompt.score_positions) if pointwise else list(prompt.label_ids)
+    return Encoded(
+        task,
+        list(enc.input_ids),
+        slots,
+        label_ids=label_ids,
+        target=target,
+        score_positions=list(prompt.score_positions),
+    )
 
 
 def encode_lm(
