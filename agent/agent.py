@@ -26,11 +26,13 @@ from agent.config import SCORINGS
 from agent.explain import ExplainResult, check_explanation, stream_explanation
 from agent.projector import Projectors
 from agent.prompt import AttachmentInput, RankPrompt, build_rank_prompt, constraints_text, load_template
-from agent.rank import label_prior, rank_generative, rank_verbalizer
+from agent.rank import label_logprobs, label_prior, ordered_ranking, rank_generative, rank_verbalizer
+from agent.residual import Residual, mix
 from agent.softtokens import placeholder_id
 from fusionrec.config import Config
 from fusionrec.types import Attachment, Candidate, DialogueState, Item, Ranking, Turn
 from retrieval.collaborative import TABLE_FILE, load_table, with_collab
+from retrieval.prior import PRIOR_FILE, Prior, standardise
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,36 @@ class Event:
 
 class AgentError(RuntimeError):
     """The agent cannot be built (bad adapter folder, unknown ranker or template)."""
+
+
+SHIPPED = "shipped"
+SHIPPED_ADAPTER = Path(__file__).resolve().parent / "adapters" / "smollm2-ml100k-ranker"
+
+
+def _base_name(source: str) -> str:
+    return Path(str(source).rstrip("/")).name.lower()
+
+
+def resolve_adapter(cfg: Config) -> tuple[Path | None, str]:
+    """(adapter folder or None, why): `agent.adapter` as a folder; "shipped" = the adapter in
+    agent/adapters/ when it was trained on this config's LLM (else zero-shot, and `why` says so)."""
+    name = cfg.agent.adapter
+    if not name:
+        return None, "agent.adapter is empty: zero-shot"
+    if name != SHIPPED:
+        return Path(name).expanduser(), f"agent.adapter={name}"
+    if not SHIPPED_ADAPTER.is_dir():
+        return None, f"no shipped adapter at {SHIPPED_ADAPTER}: zero-shot"
+    import yaml
+
+    from encoders.registry import source
+
+    trained = yaml.safe_load((SHIPPED_ADAPTER / "config.yaml").read_text(encoding="utf-8")) or {}
+    base = str((trained.get("trained_on") or {}).get("base_model", ""))
+    mine = source(cfg, "llm")
+    if _base_name(base) != _base_name(mine):
+        return None, f"the shipped adapter is for {_base_name(base)}, the LLM is {_base_name(mine)}: zero-shot"
+    return SHIPPED_ADAPTER, "the shipped adapter"
 
 
 def _use_training_prompt(acfg: Any, folder: Path) -> None:
@@ -88,8 +120,9 @@ class Agent:
             raise AgentError(f"agent.scoring={acfg.scoring!r}: expected one of {', '.join(SCORINGS)}")
         if not 0 < acfg.num_candidates <= 20:
             raise AgentError(f"agent.num_candidates={acfg.num_candidates}: expected 1..20 (labels A..T)")
-        if acfg.adapter:
-            _use_training_prompt(acfg, Path(acfg.adapter).expanduser())
+        self.adapter, self.adapter_note = resolve_adapter(cfg)
+        if self.adapter is not None:
+            _use_training_prompt(acfg, self.adapter)
         self.template = load_template(acfg.template)
         if acfg.torch_threads > 0:
             import torch
@@ -97,13 +130,22 @@ class Agent:
             torch.set_num_threads(acfg.torch_threads)
         model, self.tokenizer = llm or registry.load_llm(cfg)
         hidden = int(model.get_input_embeddings().weight.shape[-1])
-        if acfg.adapter:
-            folder = Path(acfg.adapter).expanduser()
+        self.prior: Prior | None = None
+        self.residual: Residual | None = None
+        if self.adapter is not None:
+            folder = self.adapter
             if not folder.is_dir():
                 raise AgentError(f"agent.adapter={acfg.adapter!r}: no such checkpoint folder")
             self.model = load_adapter(model, folder)
             self.projectors = Projectors.load(folder, expect_out_dim=hidden)
             self.collab = load_table(folder / TABLE_FILE)  # collaborative item vectors, if trained with them
+            try:
+                self.residual = Residual.load(folder)
+                self.prior = Prior.load(folder) if (folder / PRIOR_FILE).is_file() else None
+            except ValueError as exc:
+                raise AgentError(str(exc)) from None
+            if (self.residual is None) != (self.prior is None):
+                raise AgentError(f"{folder}: residual.json and prior.json come together (one is missing)")
         else:
             self.model = model
             token_norm = float(model.get_input_embeddings().weight.detach().float().norm(dim=-1).mean())
@@ -215,10 +257,51 @@ class Agent:
             scoring=acfg.scoring,
         )
 
-    def rank(self, prompt: RankPrompt, method: str | None = None) -> Ranking:
-        """Rank a built prompt's candidates by the configured (or given) method."""
+    @property
+    def ranker_name(self) -> str:
+        """Which ranker answers: the adapter (and its prior) or the zero-shot LLM."""
+        if self.adapter is None:
+            return f"zero-shot LLM ({self.adapter_note})"
+        what = f"adapter {self.adapter.name}"
+        if self.adapter == SHIPPED_ADAPTER:
+            what = f"shipped adapter {self.adapter.name}"
+        if self.prior is not None:
+            what += f", residual over the {self.prior.name} prior"
+        return what
+
+    def score_views(
+        self, prompt: RankPrompt, user: str | None = None, history: Sequence[str] = (), retrieval: bool = False
+    ) -> dict[str, list[float]]:
+        """One forward pass, three views of a residual adapter's scores: "llm" (the verbalizer's
+        log-probabilities), "prior" (the collaborative prior, plus the standardised retrieval score
+        when `retrieval`) and "hybrid" (their residual mix, what the agent ranks by)."""
+        if self.residual is None or self.prior is None or prompt.scoring != "pointwise":
+            raise AgentError("score views need a residual adapter with pointwise scoring")
+        llm = label_logprobs(self.model, self.projectors, prompt).tolist()
+        ids = [c.item.id for c in prompt.candidates]
+        prior = self.prior.scores(user, list(history), ids)
+        if retrieval and self.cfg.agent.chat_retrieval_weight:
+            prior = prior + self.cfg.agent.chat_retrieval_weight * standardise([c.score for c in prompt.candidates])
+        w = self.residual.weights()
+        hybrid = mix(llm, prior.tolist(), w["prior_weight"], w["llm_weight"])
+        return {"llm": llm, "prior": prior.tolist(), "hybrid": hybrid}
+
+    def rank(
+        self,
+        prompt: RankPrompt,
+        method: str | None = None,
+        user: str | None = None,
+        history: Sequence[str] = (),
+        retrieval: bool = False,
+    ) -> Ranking:
+        """Rank a built prompt's candidates by the configured (or given) method; a residual adapter
+        mixes in its prior for `user` / `history` (watched or liked item ids, oldest first)."""
         method = method or self.cfg.agent.ranker
         weight = self.cfg.agent.retrieval_weight
+        if method == "verbalizer" and self.residual is not None and prompt.scoring == "pointwise":
+            views = self.score_views(prompt, user, history, retrieval)
+            raw = ", ".join(f"{lab}={s:.2f}" for lab, s in zip(prompt.labels, views["llm"], strict=True))
+            return ordered_ranking(prompt, views["hybrid"], f"residual: {self.ranker_name}", raw)
         if method == "verbalizer":
             calibrate = self.cfg.agent.calibrate and prompt.scoring == "listwise"
             prior = self.label_prior(len(prompt.candidates)) if calibrate else None
@@ -419,7 +502,7 @@ class Agent:
         state.turns.append(Turn("user", text, list(attachments)))
         inputs = self.attachment_inputs(attachments)
         prompt = self.build_prompt(text or "(see the attachment)", candidates, state, inputs, history)
-        ranking = self.rank(prompt)
+        ranking = self.rank(prompt, history=list(state.liked), retrieval=True)
         timings["rank_s"] = time.perf_counter() - t0
         shown = ranking.candidates[: self.cfg.agent.show_top_k]
         state.last_ranking = [c.item.id for c in shown]
@@ -432,6 +515,7 @@ class Agent:
                 "prompt_tokens": len(prompt.encoded),
                 "soft_tokens": list(prompt.encoded.keys),
                 "dropped_turns": prompt.dropped_turns,
+                "ranker": self.ranker_name,
             },
         )
         request = text or "; ".join(a.details for a in inputs if a.details) or "something like my attachment"

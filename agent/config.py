@@ -20,7 +20,8 @@ class AgentConfig:
     max_new_tokens: int = 60  # explanation length limit
     max_prompt_tokens: int = 1536  # dialogue is trimmed (oldest first), then overviews shortened, to fit
     max_message_chars: int = 2000  # longer user messages are refused with a clear reply
-    adapter: str = ""  # finetune checkpoint folder (LoRA adapter + projectors); "" = none
+    adapter: str = "shipped"  # finetune checkpoint folder (LoRA + projectors + prior); "shipped" = the adapter in agent/adapters/ when it fits the LLM; "" = none (zero-shot)
+    chat_retrieval_weight: float = 1.0  # residual ranker in a chat: weight of the standardised retrieval score added to the prior
     overview_chars: int = 200  # overview characters per candidate in the ranking prompt (0 = titles only)
     seed: int = 0  # seed of freshly initialised projectors (when no adapter is given)
     placeholder_token: str = ""  # token written at soft-token positions; "" = an unused special token

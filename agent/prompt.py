@@ -254,6 +254,7 @@ def _attachment_lines(
                 article=_ARTICLES.get(att.kind, "a"),
                 soft=marker,
                 details=f" <data>{details}</data>" if details else "",
+                details_text=details,
             )
         )
     return "".join(line + "\n" for line in lines), soft

@@ -55,6 +55,14 @@ def _ordered(candidates: Sequence[Candidate], scores: Sequence[float]) -> tuple[
     return [candidates[i] for i in order], [float(scores[i]) for i in order]
 
 
+def ordered_ranking(prompt: RankPrompt, scores: Sequence[float], method: str, raw: str = "") -> Ranking:
+    """All of the prompt's candidates ordered by `scores` (ties by position): always a permutation."""
+    if len(scores) != len(prompt.candidates):
+        raise ValueError(f"{len(scores)} scores for {len(prompt.candidates)} candidates")
+    cands, ordered = _ordered(prompt.candidates, scores)
+    return Ranking(cands, ordered, method, raw_output=raw)
+
+
 @torch.no_grad()
 def label_logprobs(model: Any, projectors: Projectors | None, prompt: RankPrompt) -> torch.Tensor:
     """Log-probabilities over the candidates, shape (n,): of their label tokens at the answer position

@@ -113,8 +113,10 @@ def save_checkpoint(
     state: dict[str, Any],
     optimizer: Any = None,
     collab: dict[str, Any] | None = None,
+    extras: tuple[Any, ...] = (),
 ) -> Path:
-    """Write a complete checkpoint atomically (see the module docstring)."""
+    """Write a complete checkpoint atomically (see the module docstring); each of `extras` (the
+    prior, the residual weights) writes its own files through `.save(folder)`."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
@@ -132,6 +134,8 @@ def save_checkpoint(
         from retrieval.collaborative import TABLE_FILE, save_table
 
         save_table(collab, tmp / TABLE_FILE)
+    for extra in extras:
+        extra.save(tmp)
     (tmp / CONFIG_FILE).write_text(config_text, encoding="utf-8")
     plain_rng, torch_rng = rng_state()
     if optimizer is not None:

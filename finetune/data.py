@@ -62,6 +62,7 @@ class SeqExample:
     history: list[str]
     candidates: list[str]
     position: int = -1  # index of the target in the user's ordered sequence (-1 = valid/test)
+    prior: list[float] = field(default_factory=list)  # the collaborative prior's score per candidate
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -422,6 +423,7 @@ class Datasets:
     users: list[str]
     train: list[SeqExample]
     valid: list[SeqExample]
+    valid_all: list[SeqExample] = field(default_factory=list)  # every user's validation example (20 history items)
     dialogues: list[DialogueExample] = field(default_factory=list)
     explain: list[ExplainExample] = field(default_factory=list)
     align: list[str] = field(default_factory=list)  # item ids for the alignment task
@@ -502,7 +504,8 @@ def load_datasets(cfg: Config, recipe: Any, retriever: Any = None) -> Datasets:
     if 0 < d.align_items < len(align):
         align = sorted(random.Random(f"{recipe.seed}:align").sample(align, d.align_items), key=id_key)
     return Datasets(
-        items, splits, users, train, valid, dialogues, explain, align, popularity(splits), sampler.strategy
+        items, splits, users, train, valid, sets["valid"], dialogues, explain, align, popularity(splits),
+        sampler.strategy,
     )
 
 

@@ -77,7 +77,7 @@ class ExampleEncoder:
     def ranking(self, ex: SeqExample, p_hybrid: float, rng: random.Random) -> Encoded:
         hybrid = self.hybrid([*ex.history, *ex.candidates], p_hybrid, rng)
         prompt = self.rank_prompt(seq_rank_prompt, ex, hybrid)
-        enc = encode_rank("ranking", prompt, ex.candidates.index(ex.target))
+        enc = encode_rank("ranking", prompt, ex.candidates.index(ex.target), ex.prior)
         if self.fusion_inputs is not None:
             enc.fusion = self.fusion_inputs(ex)
         return enc
@@ -86,7 +86,7 @@ class ExampleEncoder:
         """A validation prompt: every item hybrid, no dropout (what the agent builds at inference)."""
         hybrid = set(self.vectors.get("item", {}))
         prompt = self.rank_prompt(seq_rank_prompt, ex, hybrid)
-        return encode_rank("ranking", prompt, ex.candidates.index(ex.target))
+        return encode_rank("ranking", prompt, ex.candidates.index(ex.target), ex.prior)
 
     def dialogue(self, ex: DialogueExample, p_hybrid: float, rng: random.Random) -> Encoded:
         hybrid = self.hybrid(ex.candidates, p_hybrid, rng)

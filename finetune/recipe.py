@@ -38,6 +38,7 @@ class DataSection:
     template: str = "concise"
     scoring: str = "listwise"
     collab_dim: int = 0
+    prior: str = ""
     overview_chars: int = 0
     max_prompt_tokens: int = 1024
     align_items: int = 0
@@ -60,6 +61,7 @@ class LoraSection:
     alpha: int = 16
     dropout: float = 0.05
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    top_layers: int = 0
 
 
 @dataclass
@@ -69,6 +71,8 @@ class TrainSection:
     grad_accum: int = 4
     lr: float = 2e-4
     projector_lr: float = 1e-3
+    residual_lr: float = 0.01
+    freeze_projectors: bool = False
     weight_decay: float = 0.0
     warmup_steps: int = 10
     min_lr_ratio: float = 0.1
@@ -217,6 +221,10 @@ def validate(recipe: Recipe, where: str) -> Recipe:
         raise RecipeError(f"{where}: data.scoring must be one of {', '.join(SCORINGS)}")
     if recipe.data.collab_dim < 0:
         raise RecipeError(f"{where}: data.collab_dim must be >= 0 (0 = no collaborative vectors)")
+    if recipe.data.prior not in ("", "auto", "bpr", "sasrec", "popularity"):
+        raise RecipeError(f"{where}: data.prior must be '', auto, bpr, sasrec or popularity")
+    if recipe.data.prior and recipe.data.scoring != "pointwise":
+        raise RecipeError(f"{where}: data.prior (residual scoring) needs data.scoring: pointwise")
     if recipe.data.negatives not in ("random", "retrieval"):
         raise RecipeError(f"{where}: data.negatives must be random or retrieval")
     if recipe.train.mixed_precision not in ("no", "bf16", "fp16"):

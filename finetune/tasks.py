@@ -26,6 +26,7 @@ from torch import nn
 from agent import softtokens
 from agent.projector import Projectors
 from agent.prompt import RankPrompt
+from agent.residual import Residual
 
 RANK_TASKS = ("ranking", "dialogue")
 LM_TASKS = ("explanation", "alignment")
@@ -44,13 +45,15 @@ class Encoded:
     target: int = -1  # ranking: index of the true candidate
     score_positions: list[int] = field(default_factory=list)  # pointwise: where each candidate is scored
     fusion: dict[str, Any] | None = None  # ranking: CrossModalFusion inputs (batch of one)
+    prior: list[float] = field(default_factory=list)  # ranking: the collaborative prior's score per candidate
 
     def __len__(self) -> int:
         return len(self.input_ids)
 
 
-def encode_rank(task: str, prompt: RankPrompt, target: int) -> Encoded:
-    """A ranking prompt (built by agent.prompt) with the index of the true candidate."""
+def encode_rank(task: str, prompt: RankPrompt, target: int, prior: Sequence[float] = ()) -> Encoded:
+    """A ranking prompt (built by agent.prompt) with the index of the true candidate (and the prior's
+    score of each candidate, for residual scoring)."""
     enc = prompt.encoded
     slots = [
         (pos, prompt.soft_inputs[key].modality, prompt.soft_inputs[key].vector)
@@ -65,6 +68,7 @@ def encode_rank(task: str, prompt: RankPrompt, target: int) -> Encoded:
         label_ids=label_ids,
         target=target,
         score_positions=list(prompt.score_positions),
+        prior=[float(x) for x in prior],
     )
 
 
@@ -94,6 +98,7 @@ class Batch:
     label_ids: torch.Tensor | None = None  # ranking: (B, n) label token ids (-1 = padding)
     targets: torch.Tensor | None = None  # ranking: (B,)
     score_positions: torch.Tensor | None = None  # pointwise ranking: (B, n) columns scored (0 = padding)
+    prior: torch.Tensor | None = None  # residual ranking: (B, n) prior scores (0 = padding)
     fusion: list[dict[str, Any]] = field(default_factory=list)
     n_examples: int = 0
     n_tokens: int = 0
@@ -107,6 +112,7 @@ class Batch:
             "label_ids",
             "targets",
             "score_positions",
+            "prior",
         ):
             value = getattr(self, name)
             if value is not None:
@@ -156,6 +162,11 @@ def collate(examples: Sequence[Encoded], pad_id: int) -> Batch:
                 cols[r, : len(e.score_positions)] = torch.tensor(e.score_positions, dtype=torch.long) + off
             batch.score_positions = cols
         batch.targets = torch.tensor([e.target for e in examples], dtype=torch.long)
+        if all(e.prior for e in examples):
+            prior = torch.zeros((len(examples), n), dtype=torch.float32)
+            for r, e in enumerate(examples):
+                prior[r, : len(e.prior)] = torch.tensor(e.prior, dtype=torch.float32)
+            batch.prior = prior
         batch.fusion = [e.fusion for e in examples if e.fusion is not None]
         if len(batch.fusion) != len(examples):
             batch.fusion = []
@@ -163,7 +174,8 @@ def collate(examples: Sequence[Encoded], pad_id: int) -> Batch:
 
 
 class RecModel(nn.Module):
-    """The trainable whole: the (peft-wrapped) LLM, the projectors and the optional fusion module."""
+    """The trainable whole: the (peft-wrapped) LLM, the projectors, the optional fusion module and the
+    optional residual mix with the collaborative prior."""
 
     def __init__(
         self,
@@ -172,11 +184,13 @@ class RecModel(nn.Module):
         fusion: nn.Module | None = None,
         fusion_weight: float = 0.0,
         fusion_temperature: float = 0.05,
+        residual: Residual | None = None,
     ) -> None:
         super().__init__()
         self.llm = llm
         self.projectors = projectors
         self.fusion = fusion
+        self.residual = residual
         self.fusion_weight = fusion_weight
         self.fusion_temperature = fusion_temperature
 
@@ -213,6 +227,13 @@ class RecModel(nn.Module):
             logits = out.logits[:, -1].float().gather(1, ids)
         return logits.masked_fill(batch.label_ids < 0, float("-inf"))
 
+    def rank_scores(self, batch: Batch) -> torch.Tensor:
+        """(B, n) candidate scores: the LLM's logits, mixed with the prior's when the model is residual."""
+        logits = self.label_logits(batch)
+        if self.residual is None or batch.prior is None:
+            return logits
+        return self.residual(logits, batch.prior.to(logits.device))
+
     def lm_loss(self, batch: Batch) -> torch.Tensor:
         """Mean cross-entropy over the target tokens (the logits of the last target_len+1 positions only)."""
         keep = batch.target_len + 1
@@ -242,7 +263,7 @@ class RecModel(nn.Module):
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         """{"loss": the task loss (+ weighted fusion loss), "task": the task loss alone, ...}."""
         if batch.task in RANK_TASKS:
-            task_loss = F.cross_entropy(self.label_logits(batch), batch.targets)
+            task_loss = F.cross_entropy(self.rank_scores(batch), batch.targets)
         else:
             task_loss = self.lm_loss(batch)
         out = {"loss": task_loss, "task": task_loss.detach()}

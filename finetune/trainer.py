@@ -60,6 +60,10 @@ CSV_FIELDS = [
     "valid_hr@1",
     "valid_ndcg@10",
     "valid_loss",
+    "valid_llm_hr@1",
+    "valid_prior_hr@1",
+    "llm_weight",
+    "prior_weight",
 ]
 
 
@@ -184,7 +188,8 @@ class Trainer:
             self.vectors[m] = item_vectors(
                 cfg, r.data.dataset, items, m, self.retriever, progress=self.progress and self.main
             )
-        self.collab = self._collab_table(resume_dir)
+        self.prior, prior_fit = self._priors()
+        self.collab = self._collab_table(resume_dir, prior_fit)
         self.vectors["item"] = with_collab(self.vectors["item"], self.collab)
         self.data.align = [
             i for i in self.data.align if any(i in self.vectors.get(m, {}) for m in r.augment.modalities)
@@ -218,6 +223,9 @@ class Trainer:
                 target_modules=list(r.lora.target_modules),
                 task_type="CAUSAL_LM",
             )
+            if r.lora.top_layers > 0:  # adapters on the last layers only: backward stops below them
+                n_layers = int(llm.config.num_hidden_layers)
+                lcfg.layers_to_transform = list(range(max(0, n_layers - r.lora.top_layers), n_layers))
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(r.seed)
                 llm = get_peft_model(llm, lcfg)
@@ -228,7 +236,12 @@ class Trainer:
             llm.config.use_cache = False
 
         fusion = self._fusion_module(resume_dir) if r.stage == 2 else None
-        self.model = RecModel(llm, projectors, fusion, r.tasks.fusion_weight, r.tasks.fusion_temperature)
+        residual = self._residual(resume_dir) if self.prior is not None else None
+        if r.train.freeze_projectors:
+            projectors.requires_grad_(False)
+        self.model = RecModel(
+            llm, projectors, fusion, r.tasks.fusion_weight, r.tasks.fusion_temperature, residual
+        )
         if self.lora and self.resume:
             ckpt.load_adapter_weights(self.model.llm, resume_dir)
 
@@ -242,6 +255,8 @@ class Trainer:
         ]
         if fusion is not None:
             groups.append({"params": by_name(fusion), "lr": r.train.projector_lr})
+        if residual is not None:
+            groups.append({"params": by_name(residual), "lr": r.train.residual_lr})
         groups = [g for g in groups if g["params"]]  # stage 1: the frozen LLM has none
         self.params = [p for g in groups for p in g["params"]]
         self.optimizer = torch.optim.AdamW(groups, weight_decay=r.train.weight_decay)
@@ -279,11 +294,50 @@ class Trainer:
         self._perms: dict[tuple[str, int], list[int]] = {}
         self.popularity = self._popularity_metrics()
 
-    def _collab_table(self, resume_dir: Path) -> dict[str, np.ndarray]:
-        """The collaborative item table: the resumed run's, stage 1's, or BPR on the training split."""
+    def _priors(self) -> tuple[Any, Any]:
+        """(prior, prior_fit) for residual scoring, or (None, None) when the recipe has no prior.
+
+        `prior` is trained on every training interaction, its component weights chosen on ALL users'
+        validation targets; it scores validation (and, in the agent and the evaluation, test) examples.
+        `prior_fit` is the same recipe trained without each user's training positions that the LLM
+        learns from, so a training example's prior score is as out-of-sample as a test example's.
+        """
+        from retrieval.prior import PriorExample, choose_weights, fit_prior
+
+        d, seed = self.recipe.data, self.recipe.seed
+        if not d.prior:
+            return None, None
+        comps = ("bpr", "sasrec", "popularity") if d.prior == "auto" else (d.prior,)
+        ids = sorted(self.data.items, key=id_key)
+        splits = self.data.splits
+        full = fit_prior({u: s.train for u, s in splits.items()}, ids, seed=seed, components=comps,
+                         bpr_dim=max(d.collab_dim, 8), progress=self.progress and self.main)  # fmt: skip
+        valid = [PriorExample(e.user, splits[e.user].train, e.candidates, e.target) for e in self.data.valid_all]
+        weights, table = choose_weights(full, valid) if d.prior == "auto" else ({d.prior: 1.0}, [])
+        full.weights = weights
+        self.prior_table = table
+        first = {}
+        for e in self.data.train:
+            first[e.user] = min(first.get(e.user, e.position), e.position)
+        cut = {u: s.train[: first.get(u, len(s.train))] for u, s in splits.items()}
+        fit = fit_prior(cut, ids, seed=seed, components=comps, bpr_dim=max(d.collab_dim, 8))
+        fit.weights = dict(weights)
+        for e in self.data.train:
+            e.prior = fit.scores(e.user, splits[e.user].train[: e.position], e.candidates).tolist()
+        for e in self.data.valid:
+            e.prior = full.scores(e.user, splits[e.user].train, e.candidates).tolist()
+        log.info("prior %s: validation %s (fit without %d training positions)", full.name,
+                 full.metrics.get("valid"), len(self.data.train))  # fmt: skip
+        return full, fit
+
+    def _collab_table(self, resume_dir: Path, prior_fit: Any = None) -> dict[str, np.ndarray]:
+        """The collaborative item table: the resumed run's, stage 1's, the leakage-free prior's BPR,
+        or BPR on the training split."""
         d = self.recipe.data
         if d.collab_dim <= 0:
             return {}
+        if prior_fit is not None and prior_fit.bpr is not None:
+            return collab_table(prior_fit.bpr)
         for folder in [
             resume_dir if self.resume else None,
             self._init_path() if self.recipe.model.init_from else None,
@@ -326,6 +380,24 @@ class Trainer:
         if not weights:
             raise TrainError(f"{self.recipe.path}: no task with weight > 0 has examples")
         return weights
+
+    def _residual(self, resume_dir: Path) -> Any:
+        """The residual mix: resumed, else prior weight fitted to the training examples, LLM weight 0."""
+        from agent.residual import Residual
+
+        if self.resume:
+            loaded = Residual.load(resume_dir)
+            if loaded is not None:
+                return loaded
+        rows = [torch.tensor(e.prior) for e in self.data.train if e.prior]
+        targets = torch.tensor([e.candidates.index(e.target) for e in self.data.train if e.prior])
+        best, best_loss = 1.0, float("inf")
+        for w in (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0):  # the prior's temperature, by training loss
+            loss = float(torch.nn.functional.cross_entropy(w * torch.stack(rows), targets)) if rows else 0.0
+            if loss < best_loss:
+                best, best_loss = w, loss
+        log.info("residual: prior weight %.2f (training loss %.4f), LLM weight 0", best, best_loss)
+        return Residual(prior_weight=best, llm_weight=0.0)
 
     def _fusion_module(self, resume_dir: Path) -> Any:
         r = self.recipe
@@ -392,21 +464,28 @@ class Trainer:
         was_training = model.training
         model.eval()
         mine = self.data.valid[self.rank :: self.world]
-        rows: list[tuple[int, float]] = []
+        rows: list[tuple[int, float, int, int]] = []  # (rank, loss, LLM-alone rank, prior-alone rank)
         bs = self.recipe.train.micro_batch_size
         for start in range(0, len(mine), bs):
             batch = collate([self.encoder.evaluation(e) for e in mine[start : start + bs]], self._pad_id())
             batch.to(self.acc.device)
             with self.acc.autocast():
-                logits = model.label_logits(batch)
+                llm = model.label_logits(batch)
+            logits = llm if model.residual is None or batch.prior is None else model.residual(llm, batch.prior)
+            prior = batch.prior.masked_fill(torch.isinf(llm), float("-inf")) if batch.prior is not None else llm
             losses = torch.nn.functional.cross_entropy(logits, batch.targets, reduction="none")
-            rows += list(zip(ranks_of_targets(logits, batch.targets), losses.tolist(), strict=True))
+            ranks = [ranks_of_targets(x, batch.targets) for x in (logits, llm, prior)]
+            rows += list(zip(ranks[0], losses.tolist(), ranks[1], ranks[2], strict=True))
         if self.world > 1:
             rows = gather_object(rows)
         model.train(was_training)
-        metrics = hr_ndcg([r for r, _ in rows])
-        metrics["loss"] = float(np.mean([loss for _, loss in rows])) if rows else float("nan")
+        metrics = hr_ndcg([r[0] for r in rows])
+        metrics["loss"] = float(np.mean([r[1] for r in rows])) if rows else float("nan")
         metrics["n"] = len(rows)
+        if model.residual is not None:
+            metrics["llm_hr@1"] = hr_ndcg([r[2] for r in rows])["hr@1"]
+            metrics["prior_hr@1"] = hr_ndcg([r[3] for r in rows])["hr@1"]
+            metrics.update(model.residual.weights())
         return metrics
 
     def _pad_id(self) -> int:
@@ -454,6 +533,7 @@ class Trainer:
                 state=self.state(),
                 optimizer=self.optimizer if with_optimizer else None,
                 collab=self.collab,
+                extras=(self.prior, self.unwrapped.residual) if self.prior is not None else (),
             )
         self.acc.wait_for_everyone()
         return folder
@@ -641,6 +721,11 @@ class Trainer:
                 "valid_hr@1": round(metrics["hr@1"], 6),
                 "valid_ndcg@10": round(metrics["ndcg@10"], 6),
                 "valid_loss": round(metrics["loss"], 6),
+                **{
+                    f"valid_{k}" if "hr" in k else k: round(float(metrics[k]), 6)
+                    for k in ("llm_hr@1", "prior_hr@1", "llm_weight", "prior_weight")
+                    if k in metrics
+                },
                 "elapsed_s": round(time.perf_counter() - t_start, 2),
             }
         )
