@@ -219,7 +219,7 @@ def llm_item_token_ablation(run: Any) -> dict[str, Any]:
             rest = tuple(x for x in full if x != m)
             contribution[m] = _contribution(base, ranked(early(rest)), targets, ecfg.bootstrap, ecfg.seed)
     return {
-        "system": f"{prefix}-verbalizer",
+        "system": "lora-llm" if prefix == "lora" and run.residual else f"{prefix}-verbalizer",
         "users": len(recs),
         "projectors": "trained (adapter)" if prefix == "lora" else "untrained (random init, seed agent.seed)",
         "cross_trained": trained,

@@ -1,4 +1,4 @@
-"""Non-LLM systems: random, popularity, BPR-MF (trained here, numpy, seeded) and retrieval-only.
+"""Non-LLM systems: random, popularity, BPR-MF, SASRec (both trained here, seeded) and retrieval-only.
 
 Every system ranks a list of candidate ids for a context (a user's history, or the items mentioned
 in a dialogue) and returns them best first; ties keep the candidates' given order, which the
@@ -73,6 +73,17 @@ class BPRRanker:
         if user:
             return order_by(candidates, self.model.scores(user, candidates))
         return order_by(candidates, self.model.item_scores(context, candidates))
+
+
+@dataclass
+class SASRecRanker:
+    """SASRec (retrieval.sequential) next-item scores after the user's history (oldest first)."""
+
+    model: Any  # retrieval.sequential.SASRecModel
+    name: str = "sasrec"
+
+    def rank(self, key: str, candidates: Sequence[str], context: Sequence[str] = ()) -> list[str]:
+        return order_by(candidates, self.model.scores(list(context), list(candidates)))
 
 
 # --- retrieval-only ---------------------------------------------------------------------------------

@@ -7,9 +7,10 @@ import argparse
 from fusionrec.config import Config
 
 SYSTEMS_HELP = (
-    "comma list of systems (default: eval.systems, else all available): random, popularity, bpr, retrieval, "
-    "zeroshot-verbalizer, zeroshot-generative, zeroshot-verbalizer/<template>, lora-verbalizer, "
-    "lora-generative; prefixes and the groups 'baselines' and 'llm' work too"
+    "comma list of systems (default: eval.systems, else all available): random, popularity, bpr, sasrec, "
+    "retrieval, zeroshot-verbalizer, zeroshot-generative, zeroshot-verbalizer/<template>, lora-verbalizer "
+    "(or, for a residual adapter, lora-hybrid, lora-llm, lora-prior), lora-generative; prefixes and the "
+    "groups 'baselines' and 'llm' work too"
 )
 
 
@@ -24,6 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     e.add_argument("--systems", default="", help=SYSTEMS_HELP)
     e.add_argument("--name", default="", help="report folder name (default: a timestamp); same name resumes")
+    e.add_argument(
+        "--summary",
+        default="",
+        help="also update this JSON file's ml100k_loo section (e.g. docs/results/summary.json; other "
+        "sections are kept) and write its plots beside it (default: eval.summary)",
+    )
     e.set_defaults(func=_eval)
 
 

@@ -83,17 +83,11 @@ def checkpoint_settings(folder: Path | None) -> dict[str, Any]:
 
 
 def find_adapter(cfg: Config) -> Path | None:
-    """`agent.adapter` when set, else the newest finetune checkpoint (adapter + projectors) found."""
-    if cfg.agent.adapter:
-        return Path(cfg.agent.adapter).expanduser()
-    root = cfg.checkpoints_dir
-    if not root.is_dir():
-        return None
-    found = [p.parent for p in root.rglob("adapter_config.json") if (p.parent / "projectors.json").is_file()]
-    if not found:
-        return None
-    best = [p for p in found if p.name == "best"] or found
-    return max(best, key=lambda p: (p / "adapter_config.json").stat().st_mtime)
+    """The adapter the agent would load (`agent.resolve_adapter`): `agent.adapter` as a folder, the
+    shipped one when it fits the LLM, else None. Checkpoints it is not told about are never used."""
+    from agent.agent import resolve_adapter
+
+    return resolve_adapter(cfg)[0]
 
 
 def make_agent(cfg: Config, adapter: Path | None, retriever: Any = None) -> Any:

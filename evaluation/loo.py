@@ -1,13 +1,17 @@
 """The ML-100k leave-one-out run: every selected system on the same saved candidate sets.
 
 Non-LLM systems rank all evaluated users (`eval.limit`); LLM systems a nested seeded subset
-(`eval.llm_limit`), and the headline table compares every system on that common subset.
+(`eval.llm_limit`), and the headline table compares every system on that common subset. A residual
+adapter (residual.json + prior.json) is reported as three systems from one forward pass per user:
+`lora-hybrid` (what the agent ranks by), `lora-llm` and `lora-prior`; the shipped ranker is compared
+with the others by paired bootstrap differences on the users both ranked.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +22,9 @@ from evaluation.baselines import (
     PopularityRanker,
     RandomRanker,
     RetrievalRanker,
+    SASRecRanker,
     load_cross,
+    order_by,
 )
 from evaluation.llm import (
     LLMRanker,
@@ -31,10 +37,21 @@ from evaluation.llm import (
 )
 from evaluation.metrics import aggregate, ratio
 from evaluation.records import Records
-from evaluation.systems import CLASSIC, llm_names, parse_llm_name, select, summarize
+from evaluation.systems import (
+    CLASSIC,
+    RESIDUAL_VIEWS,
+    llm_names,
+    paired,
+    parse_llm_name,
+    select,
+    shipped_system,
+    summarize,
+)
 from evaluation.vectors import load_vectors
 from fusionrec.config import Config
 from retrieval.collaborative import train_bpr
+from retrieval.prior import PRIOR_FILE
+from retrieval.splits import user_sequences
 
 log = logging.getLogger(__name__)
 PROTOCOL = "ml100k-loo"
@@ -77,12 +94,25 @@ class LOORun:
         )
         heldout = protocols.heldout_pairs(cfg, ids, interactions, self.ecfg.split)
         self.train = protocols.train_interactions(interactions, heldout)
+        self.sequences = user_sequences(interactions)  # every item in time order, per user
         self.candidates = {e.key: e.candidates for e in self.all_examples}
         self.by_key = {e.key: e for e in self.all_examples}
         self._table: Any = None
         self._agents: dict[str, Any] = {}
         self.adapter = find_adapter(cfg)
         self.info: dict[str, Any] = {}
+
+    @property
+    def residual(self) -> bool:
+        """Whether the adapter is a residual one (the agent then sets `residual` and `prior`)."""
+        a = self.adapter
+        return a is not None and (a / "residual.json").is_file() and (a / PRIOR_FILE).is_file()
+
+    def prior_history(self, ex: Any) -> list[str]:
+        """The user's full sequence before the target (test: training items + the validation item),
+        what the finetune trainer's prior reads; the example's history when the target is unknown."""
+        seq = self.sequences.get(ex.user, [])
+        return seq[: seq.index(ex.target)] if ex.target in seq else list(ex.history)
 
     # --- shared pieces -----------------------------------------------------------------------------
     @property
@@ -125,12 +155,14 @@ class LOORun:
         names += llm_names("zeroshot", self.templates(), default)
         unavailable = {}
         if self.adapter is not None and self.adapter.is_dir():
-            names += ["lora-verbalizer", "lora-generative"]
+            views = [f"lora-{v}" for v in RESIDUAL_VIEWS] if self.residual else ["lora-verbalizer"]
+            names += [*views, "lora-generative"]
+        elif self.adapter is not None:
+            unavailable["lora"] = f"agent.adapter={self.adapter} is not a folder"
         else:
-            why = f"no adapter: agent.adapter is empty and no checkpoint under {self.cfg.checkpoints_dir}"
-            if self.adapter is not None:
-                why = f"agent.adapter={self.adapter} is not a folder"
-            unavailable["lora"] = why
+            from agent.agent import resolve_adapter
+
+            unavailable["lora"] = f"no adapter ({resolve_adapter(self.cfg)[1]})"
         return names, unavailable
 
     def bar(self, iterable: Sequence[Any], desc: str) -> Any:
@@ -158,6 +190,21 @@ class LOORun:
                 "dim": ecfg.bpr_dim,
             }
             return BPRRanker(model)
+        if name == "sasrec":
+            from retrieval.sequential import train_sasrec
+
+            epochs = {"epochs": ecfg.sasrec_epochs} if ecfg.sasrec_epochs > 0 else {}
+            sas = train_sasrec(
+                user_sequences(self.train), list(self.items), seed=ecfg.seed, progress=ecfg.progress, **epochs
+            )
+            self.info["sasrec"] = {
+                "seconds": sas.seconds,
+                "epochs": len(sas.history),
+                "final_loss": sas.history[-1]["loss"] if sas.history else None,
+                "train_interactions": len(self.train),
+                "max_len": sas.max_len,
+            }
+            return SASRecRanker(sas)
         if name == "retrieval":
             table = self.table
             cross, trained = load_cross(self.cfg, table) if rcfg.fusion == "cross" else (None, False)
@@ -180,13 +227,13 @@ class LOORun:
         todo = [e for e in self.examples if e.key not in records]
         if not todo:
             return records
-        import time
-
         system = self.classic(name)
         for ex in self.bar(todo, name):
             t0 = time.perf_counter()
             if name == "bpr":
                 order = system.rank(ex.key, ex.candidates, ex.history, user=ex.user)
+            elif name == "sasrec":
+                order = system.rank(ex.key, ex.candidates, self.prior_history(ex))
             else:
                 order = system.rank(ex.key, ex.candidates, ex.history)
             records.add(
@@ -197,6 +244,8 @@ class LOORun:
 
     def run_llm(self, name: str) -> Records:
         prefix, method, template = parse_llm_name(name, "")
+        if prefix == "lora" and method in RESIDUAL_VIEWS:
+            return self.run_residual()[name]
         records = Records(self.folder, PROTOCOL, name)
         todo = [e for e in self.llm_examples if e.key not in records]
         if not todo:
@@ -210,6 +259,42 @@ class LOORun:
                 rec.update({"answers": res.answers, "invalid": res.invalid, "raw": res.raw[:400]})
             records.add(ex.key, rec)
         return records
+
+    def run_residual(self) -> dict[str, Records]:
+        """lora-hybrid, lora-llm and lora-prior: one forward pass per user (`Agent.score_views` on the
+        LoRA prompt, the prior reading the user's full sequence before the target), three records."""
+        records = {f"lora-{v}": Records(self.folder, PROTOCOL, f"lora-{v}") for v in RESIDUAL_VIEWS}
+        todo = [e for e in self.llm_examples if any(e.key not in r for r in records.values())]
+        if not todo:
+            return records
+        agent = self.agent("lora")
+        if agent.residual is None:
+            raise RuntimeError(f"{self.adapter}: the agent loaded no residual (residual.json + prior.json)")
+        ranker = LLMRanker(agent, "verbalizer", self.settings("lora"), "lora-hybrid")
+        for ex in self.bar(todo, "lora residual"):
+            t0 = time.perf_counter()
+            prompt = ranker.loo_prompt(self.items, ex.history, ex.candidates)
+            views = agent.score_views(prompt, user=ex.user, history=self.prior_history(ex))
+            seconds = time.perf_counter() - t0
+            ids = [c.item.id for c in prompt.candidates]
+            for view in RESIDUAL_VIEWS:
+                rec = records[f"lora-{view}"]
+                if ex.key not in rec:
+                    rec.add(ex.key, {"user": ex.user, "target": ex.target, "order": order_by(ids, views[view]),
+                                     "seconds": seconds, "prompt_tokens": len(prompt.encoded),
+                                     "scores": [round(float(x), 5) for x in views[view]]})  # fmt: skip
+        return records
+
+    def prior_name(self) -> str | None:
+        """The residual adapter's prior as "lora-prior: <name>", else None."""
+        if not self.residual:
+            return None
+        agent = self._agents.get("lora")
+        if agent is not None and agent.prior is not None:
+            return f"lora-prior: {agent.prior.name}"
+        from retrieval.prior import Prior
+
+        return f"lora-prior: {Prior.load(self.adapter).name}"
 
     def run_explanations(self, prefix: str, ranked: Records) -> dict[str, Any]:
         """Explain the top-1 item for the first `explain_sample` LLM users; fact-check pass rate."""
@@ -275,8 +360,10 @@ def run_loo(cfg: Config, folder: Path, wanted: str) -> dict[str, Any]:
     chosen = select(available, wanted, unavailable)
     all_keys = [e.key for e in run.examples]
     llm_keys = [e.key for e in run.llm_examples]
+    llm_on_all = len(llm_keys) == len(all_keys)
     systems: dict[str, Any] = {}
     explanations: dict[str, Any] = {}
+    ran: dict[str, Records] = {}
     for name in chosen:
         if name in CLASSIC:
             rec = run.run_classic(name)
@@ -284,9 +371,10 @@ def run_loo(cfg: Config, folder: Path, wanted: str) -> dict[str, Any]:
         else:
             rec = run.run_llm(name)
             kind = "llm"
+        ran[name] = rec
         systems[name] = {
             "kind": kind,
-            "all": run.summary(rec, all_keys) if kind != "llm" else None,
+            "all": run.summary(rec, all_keys) if kind != "llm" or llm_on_all else None,
             "common": run.summary(rec, llm_keys),
         }
         if kind == "llm":
@@ -295,11 +383,13 @@ def run_loo(cfg: Config, folder: Path, wanted: str) -> dict[str, Any]:
             systems[name].update({"model": prefix, "method": method, "prompt": dataclasses.asdict(settings)})
             if prefix == "lora":
                 systems[name]["adapter"] = str(run.adapter)
-            if method == "verbalizer" and not template:
-                explanations[prefix] = run.run_explanations(prefix, rec)
-    for prefix, ex in explanations.items():
+            if method in ("verbalizer", "hybrid") and not template:
+                explanations[name] = run.run_explanations(prefix, rec)
+    for name, ex in explanations.items():
         if ex:
-            systems[f"{prefix}-verbalizer"]["explanations"] = ex
+            systems[name]["explanations"] = ex
+    shipped = shipped_system(ran)
+    pairs = paired(ran, shipped, all_keys, cfg.eval.bootstrap, cfg.eval.seed) if shipped else {}
     section: dict[str, Any] = {
         "protocol": PROTOCOL,
         "split": cfg.eval.split,
@@ -314,6 +404,9 @@ def run_loo(cfg: Config, folder: Path, wanted: str) -> dict[str, Any]:
         "adapter": str(run.adapter) if run.adapter else None,
         "unavailable": unavailable,
         "systems": systems,
+        "shipped": shipped,
+        "prior": run.prior_name() if any(n.startswith("lora-") for n in ran) else None,
+        "paired": pairs,
     }
     if cfg.eval.ablations:
         section["ablations"] = retrieval_ablations(run)

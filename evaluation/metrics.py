@@ -198,6 +198,19 @@ def aggregate_metrics(
     return {k: aggregate([m[k] for m in per_example], resamples, seed).as_dict() for k in keys}
 
 
+def paired_difference(
+    a: Sequence[float], b: Sequence[float], resamples: int = 1000, seed: int = 0
+) -> list[float]:
+    """[mean, lo, hi] of the per-user differences a - b: the same users are resampled for both
+    systems (95% percentile bootstrap interval of the mean difference)."""
+    if len(a) != len(b):
+        raise ValueError(f"paired values of different lengths: {len(a)} and {len(b)}")
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    mean = float(d.mean()) if d.size else 0.0
+    lo, hi = bootstrap_ci(d, resamples, seed)
+    return [mean, lo, hi]
+
+
 def ratio(flags: Sequence[bool]) -> float:
     """Share of True values (valid ratio, fact-check pass rate); 0 for an empty list."""
     return float(np.mean(np.asarray(flags, dtype=np.float64))) if len(flags) else 0.0

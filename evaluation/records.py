@@ -2,8 +2,8 @@
 
 Each system's results are one JSONL file under ``<report>/records/`` (one line per example, keyed);
 a re-run with the same report name reads them back and only evaluates the examples still missing.
-``run.json`` holds the fingerprint of the settings the records depend on; a different fingerprint
-refuses to mix results.
+``run.json`` holds the fingerprint of the settings the records depend on, including the sha256 of
+the candidate file and of the adapter's weights; a different fingerprint refuses to mix results.
 """
 
 from __future__ import annotations
@@ -30,19 +30,51 @@ _VOLATILE_EVAL_KEYS = {
     "output_dir",
     "protocol",
     "threads",
+    "summary",
 }
+# The files that make an adapter what it is (hashed when present; config.yaml is in the settings).
+ADAPTER_FILES = ("adapter_model.safetensors", "projectors.safetensors", "residual.json", "prior.json")
 
 
 class RecordsMismatch(RuntimeError):
     """The report folder holds records made with other settings."""
 
 
+def adapter_digest(folder: Path | None) -> str | None:
+    """sha256 over the adapter's weight files (`ADAPTER_FILES` present in `folder`); None = no adapter."""
+    if folder is None or not folder.is_dir():
+        return None
+    h = hashlib.sha256()
+    for name in ADAPTER_FILES:
+        path = folder / name
+        if path.is_file():
+            h.update(name.encode() + b"\0")
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()
+
+
+def input_digests(cfg: Config) -> dict[str, str | None]:
+    """sha256 of the ML-100k candidate file of `eval.split` and of the adapter (None when absent)."""
+    from agent.agent import resolve_adapter
+    from evaluation.protocols import candidates_path, file_digest
+
+    path = candidates_path(cfg, cfg.eval.split)
+    return {
+        "candidates_sha256": file_digest(path) if path.is_file() else None,
+        "adapter_sha256": adapter_digest(resolve_adapter(cfg)[0]),
+    }
+
+
 def fingerprint(cfg: Config) -> tuple[str, dict[str, Any]]:
-    """(sha256, settings) of everything a per-example record depends on."""
+    """(sha256, settings) of everything a per-example record depends on: the settings, the candidate
+    file and the adapter's weights (the same path can hold a retrained adapter)."""
     d = cfg.to_dict()
     d["eval"] = {k: v for k, v in d["eval"].items() if k not in _VOLATILE_EVAL_KEYS}
     d.pop("ui", None)
     d["paths"] = {"home": str(cfg.home)}
+    d["inputs"] = input_digests(cfg)
     text = json.dumps(d, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest(), d
 

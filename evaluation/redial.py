@@ -60,7 +60,13 @@ def run_redial(cfg: Config, folder: Path, wanted: str) -> dict[str, Any]:
     if adapter is not None and adapter.is_dir():
         available.append("lora-verbalizer")
     else:
-        unavailable["lora"] = "no adapter (agent.adapter) or finetune checkpoint"
+        from agent.agent import resolve_adapter
+
+        unavailable["lora"] = (
+            f"agent.adapter={adapter} is not a folder"
+            if adapter
+            else f"no adapter ({resolve_adapter(cfg)[1]})"
+        )
     chosen = select(available, wanted, unavailable)
 
     mentions = protocols.mention_counts(train)

@@ -66,6 +66,8 @@ def loo_markdown(section: Mapping[str, Any]) -> list[str]:
             for n, s in full
         ]
         lines += _table(["system", "users", "HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR"], rows)
+    if section.get("paired"):
+        lines += ["", *paired_markdown(section)]
     gen = [(n, s["common"]["generative"]) for n, s in systems.items() if s["common"].get("generative")]
     if gen:
         lines += ["", "### Generative ranking: output errors (share of written answers) and HR@1", ""]
@@ -96,6 +98,25 @@ def loo_markdown(section: Mapping[str, Any]) -> list[str]:
             "Not evaluated: " + "; ".join(f"`{k}` ({v})" for k, v in section["unavailable"].items()),
         ]
     return lines
+
+
+def _signed(v: Sequence[float]) -> str:
+    """+0.012 [-0.010, +0.034] from [mean, lo, hi]."""
+    text = f"{v[0]:+.3f}"
+    return text + (f" [{v[1]:+.3f}, {v[2]:+.3f}]" if v[1] != v[2] else "")
+
+
+def paired_markdown(section: Mapping[str, Any]) -> list[str]:
+    """The shipped ranker minus each other system, on the users both ranked."""
+    lines = [
+        f"### Paired differences: `{section['shipped']}` minus each system (same users resampled, 95% CI)",
+        "",
+    ]
+    if section.get("prior"):
+        lines += [f"Residual adapter prior: `{section['prior']}`.", ""]
+    rows = [[f"`{k}`", v.get("users", "-"), _signed(v["HR@1"]), _signed(v["NDCG@10"])]
+            for k, v in section["paired"].items()]  # fmt: skip
+    return lines + _table(["difference", "users", "HR@1", "NDCG@10"], rows)
 
 
 def _prompt_lines(systems: Mapping[str, Any]) -> list[str]:

@@ -32,10 +32,10 @@ def command_line(args: argparse.Namespace) -> str:
     if given:
         return given
     parts = ["fusionrec", "eval"]
-    for flag in ("protocol", "limit", "systems", "name"):
+    for flag in ("protocol", "limit", "llm_limit", "systems", "name", "summary"):
         value = getattr(args, flag, None)
         if value not in (None, ""):
-            parts += [f"--{flag}", str(value)]
+            parts += [f"--{flag.replace('_', '-')}", str(value)]
     return shlex.join(parts)
 
 
@@ -43,7 +43,7 @@ def effective_config(cfg: Config, args: argparse.Namespace) -> Config:
     """The config with the command-line flags applied to the eval section."""
     changes: dict[str, Any] = {}
     for flag, key in (("protocol", "protocol"), ("limit", "limit"), ("systems", "systems"), ("name", "name"),
-                      ("llm_limit", "llm_limit")):  # fmt: skip
+                      ("llm_limit", "llm_limit"), ("summary", "summary")):  # fmt: skip
         value = getattr(args, flag, None)
         if value not in (None, ""):
             changes[key] = value
@@ -72,6 +72,14 @@ def evaluate(cfg: Config, command: str = "") -> tuple[dict[str, Any], dict[str, 
         raise EvalError(f"eval.protocol={ecfg.protocol!r}: expected one of {', '.join(PROTOCOLS)}")
     if ecfg.split not in ("valid", "test"):
         raise EvalError(f"eval.split={ecfg.split!r}: expected valid or test")
+    summary = Path(ecfg.summary).expanduser() if ecfg.summary else None
+    if summary is not None:
+        from evaluation.summary import read_summary
+
+        try:
+            read_summary(summary)  # a malformed file is refused before the run, not after it
+        except ValueError as exc:
+            raise EvalError(f"eval.summary: {exc}") from None
     folder = report_folder(cfg)
     check_folder(folder, cfg)
     if ecfg.threads > 0:
@@ -95,7 +103,12 @@ def evaluate(cfg: Config, command: str = "") -> tuple[dict[str, Any], dict[str, 
         report["protocols"]["redial"] = run_redial(cfg, folder, ecfg.systems)
     report["meta"]["seconds"] = time.perf_counter() - t0
     report["meta"]["folder"] = str(folder)
-    return report, write_report(report, folder, plots=ecfg.plots)
+    paths = write_report(report, folder, plots=ecfg.plots)
+    if summary is not None:
+        from evaluation.summary import write_summary
+
+        paths.update(write_summary(report, summary, plots=ecfg.plots))
+    return report, paths
 
 
 def eval_command(cfg: Config, args: argparse.Namespace) -> int:

@@ -11,14 +11,20 @@ from evaluation.metrics import (
     example_metrics,
     generative_summary,
     latency_summary,
+    paired_difference,
     ratio,
 )
 
-CLASSIC = ("random", "popularity", "bpr", "retrieval")
+CLASSIC = ("random", "popularity", "bpr", "sasrec", "retrieval")
 GROUPS = {
-    "baselines": ("random", "popularity", "bpr", "retrieval"),
+    "baselines": ("random", "popularity", "bpr", "sasrec", "retrieval"),
     "llm": ("zeroshot", "lora"),
 }
+# A residual adapter's three views of one forward pass (agent.Agent.score_views), as LoRA systems.
+RESIDUAL_VIEWS = ("hybrid", "llm", "prior")
+# What the shipped ranker is compared with, paired on the users both ranked.
+PAIRED_WITH = ("lora-prior", "popularity", "bpr", "sasrec", "zeroshot-verbalizer", "lora-llm")
+PAIRED_METRICS = {"HR@1": "hr@1", "NDCG@10": "ndcg@10"}
 
 
 class SystemsError(ValueError):
@@ -104,4 +110,35 @@ def summarize(
         out["valid_ratio"] = out["generative"]["valid_ratio"]
     else:
         out["valid_ratio"] = out["permutation_ratio"]
+    return out
+
+
+def shipped_system(names: Iterable[str]) -> str | None:
+    """The system that stands for the shipped ranker: lora-hybrid, else lora-verbalizer."""
+    ran = set(names)
+    return next((n for n in ("lora-hybrid", "lora-verbalizer") if n in ran), None)
+
+
+def paired(
+    records: Mapping[str, Any], shipped: str, keys: Sequence[str], resamples: int, seed: int
+) -> dict[str, dict[str, Any]]:
+    """{"A - B": {"HR@1": [mean, lo, hi], "NDCG@10": [...], "users": n}}: the shipped system minus each
+    of `PAIRED_WITH` that ran, on the `keys` both ranked (`records`: name -> key -> record)."""
+    a = records[shipped]
+    out: dict[str, dict[str, Any]] = {}
+    for other in PAIRED_WITH:
+        if other == shipped or other not in records:
+            continue
+        b = records[other]
+        common = [k for k in keys if k in a and k in b]
+        if not common:
+            continue
+        ma = [example_metrics(a.get(k)["order"], a.get(k)["target"]) for k in common]
+        mb = [example_metrics(b.get(k)["order"], b.get(k)["target"]) for k in common]
+        row: dict[str, Any] = {
+            label: paired_difference([m[key] for m in ma], [m[key] for m in mb], resamples, seed)
+            for label, key in PAIRED_METRICS.items()
+        }
+        row["users"] = len(common)
+        out[f"{shipped} - {other}"] = row
     return out

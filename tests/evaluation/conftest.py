@@ -7,6 +7,8 @@ the catalog is ingested once with text + image (ingest skips unchanged items in 
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from fusionrec.config import Config
@@ -19,6 +21,7 @@ QUICK = [
     "eval.explain_sample=2",
     "eval.bootstrap=200",
     "eval.bpr_epochs=10",
+    "eval.sasrec_epochs=1",
     "eval.progress=false",
     "eval.threads=1",
     "agent.max_new_tokens=16",
@@ -66,3 +69,47 @@ def eval_cfg(tiny_cfg: Config, data_cfg: Config) -> Config:
     home_config(tiny_cfg.models_dir, HOME, "tiny")  # links HOME/models
     ingested_catalog(data_cfg, ["text", "image"])
     return data_cfg
+
+
+@pytest.fixture(scope="session")
+def llm_cfg(tiny_cfg: Config, data_cfg: Config) -> Config:
+    """Tiny models linked into HOME and ML-100k prepared, no catalog ingested (the agent encodes the
+    item vectors it needs itself)."""
+    home_config(tiny_cfg.models_dir, HOME, "tiny")
+    return data_cfg
+
+
+@pytest.fixture(scope="session")
+def adapter(llm_cfg: Config, tmp_path_factory):
+    """A real (tiny) checkpoint folder in the layout finetune writes: adapter, projectors, a collaborative
+    item table (the item projector takes text vector + BPR vector), config.yaml (pointwise scoring)."""
+    import numpy as np
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from agent.projector import Projectors
+    from encoders.registry import load_llm, load_text_encoder
+    from retrieval.collaborative import TABLE_FILE, save_table
+    from retrieval.prepare import load_prepared
+
+    folder = tmp_path_factory.mktemp("ckpt") / "best"
+    model, _ = load_llm(llm_cfg)
+    peft_model = get_peft_model(
+        copy.deepcopy(model), LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"])
+    )
+    with torch.no_grad():  # a non-trivial adapter: B starts at zero
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(1)) * 0.5)
+    peft_model.save_pretrained(str(folder))
+    proj = Projectors(int(model.get_input_embeddings().weight.shape[-1]), seed=7)
+    proj.add("item", load_text_encoder(llm_cfg).dim + 5)
+    proj.save(folder)
+    rng = np.random.default_rng(0)
+    items = load_prepared(llm_cfg, "movielens-100k")[0]
+    save_table({i.id: rng.standard_normal(5).astype(np.float32) for i in items}, folder / TABLE_FILE)
+    (folder / "config.yaml").write_text(
+        "data:\n  template: concise\n  overview_chars: 0\n  max_prompt_tokens: 800\n  history_len: 5\n"
+        "  scoring: pointwise\n"
+    )
+    return folder

@@ -2,64 +2,39 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
-
-import pytest
 
 from fusionrec.cli import main
 from tests.evaluation.conftest import HOME, QUICK
 
 
-@pytest.fixture(scope="module")
-def adapter(eval_cfg, tmp_path_factory):
-    """A real (tiny) checkpoint folder in the layout finetune writes: adapter, projectors, a collaborative
-    item table (the item projector takes text vector + BPR vector), config.yaml (pointwise scoring)."""
-    import numpy as np
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    from agent.projector import Projectors
-    from encoders.registry import load_llm, load_text_encoder
-    from retrieval.collaborative import TABLE_FILE, save_table
-    from retrieval.prepare import load_prepared
-
-    folder = tmp_path_factory.mktemp("ckpt") / "best"
-    model, _ = load_llm(eval_cfg)
-    peft_model = get_peft_model(
-        copy.deepcopy(model), LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"])
-    )
-    with torch.no_grad():  # a non-trivial adapter: B starts at zero
-        for name, p in peft_model.named_parameters():
-            if "lora_B" in name:
-                p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(1)) * 0.5)
-    peft_model.save_pretrained(str(folder))
-    proj = Projectors(int(model.get_input_embeddings().weight.shape[-1]), seed=7)
-    proj.add("item", load_text_encoder(eval_cfg).dim + 5)
-    proj.save(folder)
-    rng = np.random.default_rng(0)
-    items = load_prepared(eval_cfg, "movielens-100k")[0]
-    save_table({i.id: rng.standard_normal(5).astype(np.float32) for i in items}, folder / TABLE_FILE)
-    (folder / "config.yaml").write_text(
-        "data:\n  template: concise\n  overview_chars: 0\n  max_prompt_tokens: 800\n  history_len: 5\n"
-        "  scoring: pointwise\n"
-    )
-    return folder
-
-
-def test_find_adapter_prefers_best_checkpoints(tmp_path, adapter):
-    from evaluation.llm import checkpoint_settings, find_adapter
+def test_find_adapter_ignores_checkpoints_it_is_not_told_about(tmp_path):
+    """Only `agent.adapter` (via agent.resolve_adapter) chooses the adapter, never a checkpoint found."""
+    from agent.agent import resolve_adapter
+    from evaluation.llm import find_adapter
     from tests.conftest import make_config
 
     cfg = make_config("tiny", home=tmp_path)
+    for name in ("last", "best"):  # a finetune run's layout
+        folder = cfg.checkpoints_dir / "stage2_lora" / name
+        folder.mkdir(parents=True)
+        (folder / "adapter_config.json").write_text("{}")
+        (folder / "projectors.json").write_text("{}")
+    for value in ("", "shipped"):
+        cfg.agent.adapter = value
+        got = find_adapter(cfg)
+        assert got == resolve_adapter(cfg)[0]
+        assert got is None or cfg.checkpoints_dir not in got.parents
+    cfg.agent.adapter = ""
     assert find_adapter(cfg) is None
-    run = cfg.checkpoints_dir / "stage2_lora"
-    shutil.copytree(adapter, run / "last")
-    shutil.copytree(adapter, run / "best")
-    assert find_adapter(cfg) == run / "best"
-    cfg.agent.adapter = str(adapter)
-    assert find_adapter(cfg) == adapter
+    cfg.agent.adapter = str(tmp_path / "mine")
+    assert find_adapter(cfg) == tmp_path / "mine"
+
+
+def test_checkpoint_settings_read_the_recipe(adapter):
+    from evaluation.llm import checkpoint_settings
+
     assert checkpoint_settings(adapter) == {
         "template": "concise",
         "overview_chars": 0,

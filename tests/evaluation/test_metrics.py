@@ -100,3 +100,20 @@ def test_generative_summary_by_hand():
     assert s["rate_unparseable"] == pytest.approx(2 / written)
     assert s["rate_already_seen"] == 0.0
     assert s["answers_per_example"] == pytest.approx(written / 4)
+
+
+def test_paired_difference_identical_systems_is_zero():
+    a = [1.0, 0.0, 1.0, 0.0, 0.5]
+    assert M.paired_difference(a, list(a), 500, 0) == [0.0, 0.0, 0.0]
+
+
+def test_paired_difference_resamples_the_same_users():
+    a = [0.6, 0.1, 1.0, 0.3, 0.45, 0.8]
+    b = [x - 0.05 - 0.01 * k for k, x in enumerate(a)]  # better on every user
+    mean, lo, hi = M.paired_difference(a, b, 1000, 3)
+    assert mean == pytest.approx(0.075)
+    assert 0.05 <= lo <= mean <= hi <= 0.1  # unpaired intervals would straddle 0 (users vary a lot)
+    assert M.paired_difference(a, b, 1000, 3) == [mean, lo, hi]  # seeded
+    assert M.paired_difference(a, b, 0, 3) == [mean, mean, mean]
+    with pytest.raises(ValueError, match="different lengths"):
+        M.paired_difference(a, b[:-1], 10, 0)

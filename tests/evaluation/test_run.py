@@ -39,10 +39,11 @@ def test_quick_run_writes_json_markdown_and_plots(quick_run):
     loo = report["protocols"]["ml100k-loo"]
     assert loo["users"] == 50 and loo["llm_users"] == 8 and loo["users_total"] == 943
     systems = loo["systems"]
-    expected = {"random", "popularity", "bpr", "retrieval", "zeroshot-verbalizer", "zeroshot-generative",
+    expected = {"random", "popularity", "bpr", "sasrec", "retrieval", "zeroshot-verbalizer", "zeroshot-generative",
                 "zeroshot-verbalizer/concise"}  # fmt: skip
     assert expected <= set(systems)
-    for name in ("random", "popularity", "bpr", "retrieval"):
+    assert loo["info"]["sasrec"]["epochs"] == 1 and loo["info"]["sasrec"]["seconds"] > 0
+    for name in ("random", "popularity", "bpr", "sasrec", "retrieval"):
         s = systems[name]
         assert s["all"]["n"] == 50 and s["common"]["n"] == 8
         m = s["all"]["metrics"]
@@ -95,7 +96,7 @@ def test_same_seed_same_numbers_and_resume(eval_cfg):
         numbers.append(
             {n: (s["all"] or {}).get("metrics") or s["common"]["metrics"] for n, s in loo["systems"].items()}
         )
-    assert set(numbers[0]) == {"random", "popularity", "bpr", "retrieval", "zeroshot-verbalizer"}
+    assert set(numbers[0]) == {"random", "popularity", "bpr", "sasrec", "retrieval", "zeroshot-verbalizer"}
     assert numbers[0] == numbers[1]
     # resume: the same name reuses every record (nothing appended), a larger limit adds only the new users
     rec = HOME / "reports" / "seed-b" / "records" / "ml100k-loo__random.jsonl"
@@ -116,8 +117,8 @@ def test_same_seed_same_numbers_and_resume(eval_cfg):
 
 def test_clear_errors(eval_cfg, tmp_path, capsys):
     _folder("errors")  # a folder left by an older run holds other settings (that error is tested above)
-    assert main(_argv("--systems", "sasrec", "--name", "errors", extra=("eval.limit=5",))) == 2
-    assert "'sasrec' is unknown" in capsys.readouterr().err
+    assert main(_argv("--systems", "nosuch", "--name", "errors", extra=("eval.limit=5",))) == 2
+    assert "'nosuch' is unknown" in capsys.readouterr().err
     assert main(_argv("--systems", "lora", "--name", "errors", extra=("eval.limit=5",))) == 2
     assert "'lora' is not available: no adapter" in capsys.readouterr().err
     empty = ["eval", "--limit", "5", "models.profile=tiny", f"paths.home={tmp_path}"]
