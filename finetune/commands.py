@@ -8,13 +8,13 @@ from fusionrec.config import Config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    f = sub.add_parser("finetune", help="train projectors + LoRA from a recipe; merge; sweep")
-    f.add_argument("action", nargs="?", default="train", choices=["train", "merge", "sweep"])
+    f = sub.add_parser("finetune", help="train projectors + LoRA from a recipe; merge; sweep; ship")
+    f.add_argument("action", nargs="?", default="train", choices=["train", "merge", "sweep", "ship"])
     f.add_argument("--recipe", default="", help="recipe YAML or shipped name (default: finetune.recipe)")
     f.add_argument(
         "--resume", action="store_true", help="continue from the last checkpoint in the output dir"
     )
-    f.add_argument("--checkpoint", default="", help="merge: the checkpoint folder to merge")
+    f.add_argument("--checkpoint", default="", help="merge/ship: the checkpoint folder")
     f.add_argument("--output", default="", help="output folder")
     f.add_argument(
         "--set",

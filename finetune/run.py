@@ -1,9 +1,11 @@
-"""`fusionrec finetune [train|merge|sweep]`: run a recipe, merge an adapter into its base, sweep settings.
+"""`fusionrec finetune [train|merge|sweep|ship]`: run a recipe, merge an adapter into its base, sweep
+settings, copy a checkpoint's inference files into a small adapter folder.
 
 fusionrec finetune --recipe finetune/recipes/stage1_align.yaml
 fusionrec finetune --recipe stage2_lora --resume
 fusionrec finetune merge --checkpoint .fusionrec/checkpoints/stage2_lora/best --output merged/
 fusionrec finetune sweep --recipe tiny_smoke
+fusionrec finetune ship --checkpoint .fusionrec/checkpoints/ranker_cpu/best --output agent/adapters/NAME
 accelerate launch --config_file finetune/accelerate/cpu_2proc.yaml finetune/train_script.py --recipe tiny_smoke
 """
 
@@ -230,6 +232,16 @@ def finetune_command(cfg: Config, args: Any) -> int:
             out = merge_checkpoint(cfg, args.checkpoint, args.output)
             print(f"merged model written to {out}")
             return 0
+        if action == "ship":
+            from finetune.ship import ship
+
+            if not args.checkpoint or not args.output:
+                print("error: ship needs --checkpoint DIR and --output DIR", file=sys.stderr)
+                return 2
+            out = ship(args.checkpoint, args.output)
+            size = sum(f.stat().st_size for f in out.iterdir() if f.is_file()) / 2**20
+            print(f"adapter files written to {out} ({size:.1f} MiB); add its model card (README.md)")
+            return 0
         default = "tiny_smoke" if action == "sweep" else cfg.finetune.recipe
         recipe = load_recipe(args.recipe or default, parse_sets(getattr(args, "set", None)))
         if action == "sweep":
@@ -239,6 +251,6 @@ def finetune_command(cfg: Config, args: Any) -> int:
         result = train(cfg, recipe, args.output, resume=bool(args.resume))
         print_result(result, recipe)
         return 0
-    except (RecipeError, ckpt.CheckpointError, TrainError, DataError, DatasetNotPrepared) as exc:
+    except (RecipeError, ckpt.CheckpointError, TrainError, DataError, DatasetNotPrepared, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -25,7 +25,9 @@ FAST = [
     "agent.num_candidates=10",
     "agent.overview_chars=120",
     "agent.torch_threads=1",
-]  # keep turns short on 2 shared cores (one torch thread: far faster when the cores are oversubscribed)
+    "agent.adapter=",
+]  # keep turns short on 2 shared cores (one torch thread: far faster when the cores are oversubscribed);
+# the zero-shot LLM (tests/agent/test_shipped.py covers the shipped adapter)
 
 
 @pytest.fixture(scope="session")

@@ -71,3 +71,13 @@ def test_ranker_recipe_starts_at_its_prior_and_the_agent_ranks_with_it(ft_cfg, t
     assert [c.item.id for c in ranking.candidates] == [
         ids[i] for i in np.argsort(-np.array(hybrid), kind="stable")
     ]
+
+    # `fusionrec finetune ship`: the inference files only, and the agent ranks the same from the copy
+    from finetune.ship import ship
+
+    shipped = ship(folder, tmp_path / "shipped")
+    assert not (shipped / "optimizer.safetensors").exists() and (shipped / "metrics.csv").is_file()
+    assert (shipped / "prior.json").is_file() and (shipped / "residual.json").is_file()
+    copy_cfg = dataclasses.replace(ft_cfg, agent=dataclasses.replace(ft_cfg.agent, adapter=str(shipped)))
+    again = Agent(copy_cfg, llm=tiny_llm).rank(prompt, user=user, history=splits[user].train)
+    assert [c.item.id for c in again.candidates] == [c.item.id for c in ranking.candidates]
