@@ -9,6 +9,7 @@ repository allows); its model card (README.md) is written by hand beside the fil
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -54,8 +55,17 @@ def ship(checkpoint: str | Path, output: str | Path, max_bytes: int = MAX_BYTES)
             old.unlink()
     for f in files:
         shutil.copy2(f, out / f.name)
+    recipe = out / ckpt.CONFIG_FILE  # name the base model, not its folder on the training machine
+    recipe.write_text(
+        re.sub(
+            r"(?m)^(\s*base_model:\s*)(\S+)$",
+            lambda m: m.group(1) + Path(m.group(2)).name,
+            recipe.read_text(),
+        ),
+        encoding="utf-8",
+    )
     cfg_path = out / ckpt.ADAPTER_CONFIG
-    if cfg_path.is_file():  # the base model is named, not a path on the training machine
+    if cfg_path.is_file():
         data = json.loads(cfg_path.read_text(encoding="utf-8"))
         data["base_model_name_or_path"] = Path(str(data.get("base_model_name_or_path") or "")).name
         cfg_path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
