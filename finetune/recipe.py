@@ -93,6 +93,7 @@ class TasksSection:
     )
     fusion_weight: float = 0.1
     fusion_temperature: float = 0.05
+    llm_loss_weight: float = 0.0
 
 
 @dataclass

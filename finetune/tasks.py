@@ -27,6 +27,7 @@ from agent import softtokens
 from agent.projector import Projectors
 from agent.prompt import RankPrompt
 from agent.residual import Residual
+from fusionrec.metrics import mean_metrics
 
 RANK_TASKS = ("ranking", "dialogue")
 LM_TASKS = ("explanation", "alignment")
@@ -185,8 +186,10 @@ class RecModel(nn.Module):
         fusion_weight: float = 0.0,
         fusion_temperature: float = 0.05,
         residual: Residual | None = None,
+        llm_loss_weight: float = 0.0,
     ) -> None:
         super().__init__()
+        self.llm_loss_weight = llm_loss_weight
         self.llm = llm
         self.projectors = projectors
         self.fusion = fusion
@@ -262,7 +265,12 @@ class RecModel(nn.Module):
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         """{"loss": the task loss (+ weighted fusion loss), "task": the task loss alone, ...}."""
-        if batch.task in RANK_TASKS:
+        if batch.task in RANK_TASKS and self.residual is not None and batch.prior is not None:
+            llm = self.label_logits(batch)  # the residual loss, plus the LLM ranking on its own
+            task_loss = F.cross_entropy(self.residual(llm, batch.prior.to(llm.device)), batch.targets)
+            if self.llm_loss_weight > 0:
+                task_loss = task_loss + self.llm_loss_weight * F.cross_entropy(llm, batch.targets)
+        elif batch.task in RANK_TASKS:
             task_loss = F.cross_entropy(self.rank_scores(batch), batch.targets)
         else:
             task_loss = self.lm_loss(batch)
@@ -275,18 +283,12 @@ class RecModel(nn.Module):
 
 
 def ranks_of_targets(logits: torch.Tensor, targets: torch.Tensor) -> list[int]:
-    """0-based rank of each target among its row's candidates (ties count against the target)."""
+    """0-based rank of each target among its row's candidates (ties count against the target), batched
+    on the device: `fusionrec.metrics.rank_by_score` of every row."""
     tgt = logits.gather(1, targets[:, None])
     return ((logits >= tgt).sum(-1) - 1).tolist()
 
 
 def hr_ndcg(ranks: Sequence[int], k: int = 10) -> dict[str, float]:
-    """HR@1, HR@k and NDCG@k of 0-based target ranks."""
-    if not ranks:
-        return {"hr@1": 0.0, f"hr@{k}": 0.0, f"ndcg@{k}": 0.0}
-    n = len(ranks)
-    return {
-        "hr@1": sum(r == 0 for r in ranks) / n,
-        f"hr@{k}": sum(r < k for r in ranks) / n,
-        f"ndcg@{k}": sum(1.0 / np.log2(r + 2) for r in ranks if r < k) / n,
-    }
+    """HR@1, HR@k and NDCG@k of 0-based target ranks (`fusionrec.metrics`; all 0 for no ranks)."""
+    return mean_metrics(ranks, hr_ks=(1, k), ndcg_ks=(k,))

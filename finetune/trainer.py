@@ -240,8 +240,9 @@ class Trainer:
         if r.train.freeze_projectors:
             projectors.requires_grad_(False)
         self.model = RecModel(
-            llm, projectors, fusion, r.tasks.fusion_weight, r.tasks.fusion_temperature, residual
-        )
+            llm, projectors, fusion, r.tasks.fusion_weight, r.tasks.fusion_temperature, residual,
+            r.tasks.llm_loss_weight,
+        )  # fmt: skip
         if self.lora and self.resume:
             ckpt.load_adapter_weights(self.model.llm, resume_dir)
 
