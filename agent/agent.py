@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from agent import dialogue
+from agent.checkpoint import RECIPE_FILE, training_prompt
 from agent.config import SCORINGS
 from agent.explain import ExplainResult, check_explanation, stream_explanation
 from agent.projector import Projectors
@@ -84,17 +85,12 @@ def resolve_adapter(cfg: Config) -> tuple[Path | None, str]:
 
 
 def _use_training_prompt(acfg: Any, folder: Path) -> None:
-    """Rank with the prompt the adapter was trained on: its recipe's template and budgets win."""
-    recipe = folder / "config.yaml"
-    if not recipe.is_file():
-        return
-    import yaml
-
-    data = (yaml.safe_load(recipe.read_text(encoding="utf-8")) or {}).get("data", {})
+    """Rank with the prompt the adapter was trained on: its recipe's template, budgets and scoring win."""
+    trained = training_prompt(folder)
     for key in ("template", "overview_chars", "max_prompt_tokens", "scoring"):
-        if key in data and data[key] != getattr(acfg, key):
-            log.info("agent.%s=%r from the adapter's recipe (%s)", key, data[key], recipe)
-            setattr(acfg, key, type(getattr(acfg, key))(data[key]))
+        if key in trained and trained[key] != getattr(acfg, key):
+            log.info("agent.%s=%r from the adapter's recipe (%s)", key, trained[key], folder / RECIPE_FILE)
+            setattr(acfg, key, type(getattr(acfg, key))(trained[key]))
 
 
 def load_adapter(model: Any, folder: Path) -> Any:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.checkpoint import training_prompt
 from evaluation.vectors import MODALITY_BLOCKS, NATIVE_BLOCK, PROJECTOR_OF, VectorTable
 from fusionrec.config import Config
 from fusionrec.types import Candidate, Item, Turn
@@ -65,21 +66,15 @@ class PromptSettings:
     scoring: str = "listwise"
 
 
-def checkpoint_settings(folder: Path | None) -> dict[str, Any]:
-    """The prompt settings a finetune checkpoint was trained with (its config.yaml `data` section)."""
-    if folder is None or not (folder / "config.yaml").is_file():
-        return {}
-    import yaml
+# `agent.checkpoint.training_prompt` keys -> PromptSettings fields (the others keep their name)
+_SETTING_NAMES = {"max_prompt_tokens": "max_tokens", "history_len": "history"}
 
-    data = (yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}).get("data") or {}
-    keys = {
-        "template": "template",
-        "overview_chars": "overview_chars",
-        "max_prompt_tokens": "max_tokens",
-        "history_len": "history",
-        "scoring": "scoring",
-    }
-    return {ours: data[theirs] for theirs, ours in keys.items() if theirs in data}
+
+def checkpoint_settings(folder: Path | None) -> dict[str, Any]:
+    """The PromptSettings a finetune checkpoint was trained with (`agent.checkpoint.training_prompt`)."""
+    if folder is None:
+        return {}
+    return {_SETTING_NAMES.get(k, k): v for k, v in training_prompt(folder).items()}
 
 
 def find_adapter(cfg: Config) -> Path | None:

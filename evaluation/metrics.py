@@ -1,18 +1,21 @@
 """Ranking metrics for one ranked list, aggregate statistics and seeded bootstrap intervals.
 
-Ranks are 1-based; a target that is not in the list has rank None and scores 0 on every metric.
-Per-example functions take the ranked ids (best first) and the target id(s); `aggregate` turns
-per-example values into a mean with a percentile bootstrap interval (numpy, seeded).
+Ranks are 1-based here (they are stored in the per-example records); a target that is not in the
+list has rank None and scores 0 on every metric. The values come from `fusionrec.metrics` (0-based
+ranks), the same functions training and the prior report with. Per-example functions take the ranked
+ids (best first) and the target id(s); `aggregate` turns per-example values into a mean with a
+percentile bootstrap interval (numpy, seeded).
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from fusionrec import metrics as shared
 
 DEFAULT_KS = (1, 5, 10)
 NDCG_KS = (5, 10)
@@ -20,27 +23,29 @@ INVALID_KINDS = ("not a candidate", "unparseable", "duplicate", "already seen")
 
 
 # --- one ranked list -------------------------------------------------------------------------------
+def _zero_based(rank: int | None) -> int | None:
+    return None if rank is None else rank - 1
+
+
 def rank_of(ranked: Sequence[str], target: str) -> int | None:
     """1-based position of `target` in `ranked`, None when absent."""
-    for i, rid in enumerate(ranked, start=1):
-        if rid == target:
-            return i
-    return None
+    r = shared.rank_in(ranked, target)
+    return None if r is None else r + 1
 
 
 def hit_at(rank: int | None, k: int) -> float:
-    """HR@k of one example: 1 when the target is in the top k."""
-    return 1.0 if rank is not None and rank <= k else 0.0
+    """HR@k of one example (1-based rank): 1 when the target is in the top k."""
+    return shared.hit(_zero_based(rank), k)
 
 
 def ndcg_at(rank: int | None, k: int) -> float:
-    """NDCG@k with one relevant item: 1 / log2(rank + 1) inside the top k, else 0."""
-    return 1.0 / math.log2(rank + 1) if rank is not None and rank <= k else 0.0
+    """NDCG@k of one example (1-based rank): 1 / log2(rank + 1) inside the top k, else 0."""
+    return shared.ndcg(_zero_based(rank), k)
 
 
 def reciprocal_rank(rank: int | None) -> float:
-    """MRR term of one example: 1 / rank (0 when absent)."""
-    return 1.0 / rank if rank is not None else 0.0
+    """MRR term of one example (1-based rank): 1 / rank, 0 when absent."""
+    return shared.reciprocal_rank(_zero_based(rank))
 
 
 def recall_at(ranked: Sequence[str], targets: Iterable[str], k: int) -> float:

@@ -1,6 +1,6 @@
 """Evaluation protocols: ML-100k leave-one-out with 20 candidates, and ReDial recommender turns.
 
-ML-100k leave-one-out (the protocol of `finetune/data.py`, which saves the sets to
+ML-100k leave-one-out (`retrieval.loo`, shared with finetune, which saves the sets to
 ``cfg.data_dir/movielens-100k/candidates_{valid,test}.json``): each user's items sorted by
 (timestamp, item id); the last one is the test target, the one before the validation target; the
 history is the up-to-`history_len` most recent items before the target (oldest first); the
@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,31 +25,15 @@ import numpy as np
 
 from fusionrec.config import Config
 from fusionrec.types import Interaction
-from retrieval.splits import id_key, user_sequences
+from retrieval import loo
+from retrieval.loo import ExampleError, LOOExample, NegativeSampler, eval_examples, leave_one_out
+from retrieval.splits import user_sequences
 
 ML100K = "movielens-100k"
-SPLITS = ("valid", "test")
 
-
-class ProtocolError(ValueError):
-    """A candidate file or dialogue record is malformed; the message names the file and the record."""
-
-
-@dataclass
-class LOOExample:
-    """One leave-one-out example: ids as strings, history oldest first, candidates in shown order."""
-
-    user: str
-    target: str
-    history: list[str]
-    candidates: list[str]
-
-    @property
-    def key(self) -> str:
-        return f"user:{self.user}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+# A candidate file or dialogue record is malformed (the message names the file and the record): the
+# error of `retrieval.loo`, under the name `fusionrec eval` reports.
+ProtocolError = ExampleError
 
 
 @dataclass
@@ -82,65 +65,15 @@ def build_loo(
     num_negatives: int = 19,
     history_len: int = 20,
 ) -> list[LOOExample]:
-    """The leave-one-out examples of one split, byte-for-byte what `finetune/data.py` saves with
-    random negatives: users with at least 3 items; a `random.Random(f"{seed}:{split}:{user}")`
-    samples the negatives from the never-rated items (catalog in id order) and shuffles the candidates."""
-    if split not in SPLITS:
-        raise ValueError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
-    catalog = sorted({str(i) for i in item_ids}, key=id_key)
-    out = []
-    for user, seq in user_sequences(interactions).items():
-        if len(seq) < 3:
-            continue
-        pos = len(seq) - (2 if split == "valid" else 1)
-        rng = random.Random(f"{seed}:{split}:{user}")
-        rated = set(seq)
-        pool = [i for i in catalog if i not in rated]
-        if len(pool) < num_negatives:
-            raise ProtocolError(f"user {user}: only {len(pool)} unrated items for {num_negatives} negatives")
-        cands = [seq[pos], *rng.sample(pool, num_negatives)]
-        rng.shuffle(cands)
-        out.append(LOOExample(user, seq[pos], list(seq[max(0, pos - history_len) : pos]), cands))
-    return out
+    """The leave-one-out examples of one split with random negatives (`retrieval.loo.eval_examples`,
+    what finetune saves with random negatives): users with at least 3 items."""
+    splits = leave_one_out(user_sequences(interactions))
+    return eval_examples(splits, split, NegativeSampler(map(str, item_ids)), seed, num_negatives + 1, history_len)
 
 
 def candidates_path(cfg: Config, split: str) -> Path:
-    """Where `finetune/data.py` saves the candidate sets of a split."""
-    return cfg.data_dir / ML100K / f"candidates_{split}.json"
-
-
-def read_candidates(path: Path, item_ids: Iterable[str] | None = None) -> list[LOOExample]:
-    """Read and validate a saved candidate file (a JSON list of {user, target, history, candidates})."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ProtocolError(f"{path}: not valid JSON ({exc})") from None
-    if isinstance(data, dict) and isinstance(data.get("examples"), list):
-        data = data["examples"]
-    if not isinstance(data, list):
-        raise ProtocolError(f"{path}: expected a JSON list of examples")
-    known = {str(i) for i in item_ids} if item_ids is not None else None
-    out = []
-    for n, rec in enumerate(data):
-        where = f"{path}: example {n}"
-        if not isinstance(rec, dict) or not {"user", "target", "history", "candidates"} <= set(rec):
-            raise ProtocolError(f"{where}: expected the keys user, target, history, candidates")
-        ex = LOOExample(
-            str(rec["user"]),
-            str(rec["target"]),
-            [str(i) for i in rec["history"]],
-            [str(i) for i in rec["candidates"]],
-        )
-        if ex.target not in ex.candidates:
-            raise ProtocolError(f"{where}: target {ex.target} is not among its candidates")
-        if len(set(ex.candidates)) != len(ex.candidates):
-            raise ProtocolError(f"{where}: duplicate candidates")
-        if known is not None:
-            bad = [i for i in [*ex.candidates, *ex.history] if i not in known]
-            if bad:
-                raise ProtocolError(f"{where}: item {bad[0]} is not in the catalog")
-        out.append(ex)
-    return out
+    """Where finetune saves the ML-100k candidate sets of a split."""
+    return loo.candidates_path(cfg, ML100K, split)
 
 
 def file_digest(path: Path) -> str:
@@ -154,9 +87,9 @@ def load_loo(
     path = candidates_path(cfg, split)
     ecfg = cfg.eval
     if path.is_file():
-        examples = read_candidates(path, items_ids)
+        examples = loo.read_candidates(path, items_ids)
         info: dict[str, Any] = {"source": "finetune file", "path": str(path), "sha256": file_digest(path)}
-        meta = path.with_name("candidates_meta.json")
+        meta = loo.candidates_meta_path(cfg, ML100K)
         if meta.is_file():
             info["meta"] = json.loads(meta.read_text(encoding="utf-8"))
         return examples, info

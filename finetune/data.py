@@ -1,6 +1,7 @@
-"""Training and evaluation examples from MovieLens-100k and ReDial.
+"""Training examples from MovieLens-100k and ReDial.
 
-MovieLens (sequential recommendation, leave-one-out by time):
+MovieLens (sequential recommendation, leave-one-out by time; `retrieval.loo` holds the split, the
+example type, the negative sampler and the candidate-file reader the evaluation shares):
 - each user's interactions are ordered by (timestamp, item id) — ties broken by the numeric item
   id, so the order is deterministic; the LAST one is the test target, the one before it the
   validation target, the rest is training;
@@ -34,43 +35,35 @@ import logging
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from agent.explain import first_sentence
 from fusionrec.config import Config
 from fusionrec.types import Item
+from retrieval.loo import (
+    SPLITS,
+    ExampleError,
+    LOOExample,
+    NegativeSampler,
+    UserSplit,
+    candidates_meta_path,
+    candidates_path,
+    eval_examples,
+    leave_one_out,
+    make_example,
+    read_candidates,
+)
 from retrieval.splits import id_key, user_sequences
 
 log = logging.getLogger(__name__)
 
 CANDIDATES_VERSION = 1
-SPLITS = ("valid", "test")
 FILE_HISTORY_LEN = 20  # history kept in the candidate files (recipes may show fewer items)
 
 
-class DataError(ValueError):
-    """Examples cannot be built (too few items, malformed candidate file); names the file or field."""
-
-
-@dataclass
-class SeqExample:
-    """One next-item example: history (oldest first) -> target among shuffled candidates."""
-
-    user: str
-    target: str
-    history: list[str]
-    candidates: list[str]
-    position: int = -1  # index of the target in the user's ordered sequence (-1 = valid/test)
-    prior: list[float] = field(default_factory=list)  # the collaborative prior's score per candidate
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "user": self.user,
-            "target": self.target,
-            "history": self.history,
-            "candidates": self.candidates,
-        }
+# Examples cannot be built (too few items, malformed candidate file): the error of `retrieval.loo`,
+# under the name `finetune.run` reports.
+DataError = ExampleError
 
 
 @dataclass
@@ -91,123 +84,12 @@ class ExplainExample:
     request: str
 
 
-@dataclass
-class UserSplit:
-    """One user's ordered items split leave-one-out."""
-
-    user: str
-    train: list[str]
-    valid: str | None
-    test: str | None
-
-    @property
-    def all_items(self) -> list[str]:
-        return self.train + [i for i in (self.valid, self.test) if i is not None]
-
-
-def leave_one_out(sequences: dict[str, list[str]]) -> dict[str, UserSplit]:
-    """Last item = test, second last = validation, the rest = training (users with < 3 items: train only)."""
-    out = {}
-    for user, seq in sequences.items():
-        if len(seq) >= 3:
-            out[user] = UserSplit(user, seq[:-2], seq[-2], seq[-1])
-        else:
-            out[user] = UserSplit(user, list(seq), None, None)
-    return out
-
-
 def pick_users(splits: dict[str, UserSplit], max_users: int, seed: int) -> list[str]:
     """All users with a validation target, or a seeded sample of `max_users` of them (sorted by id)."""
     users = [u for u, s in splits.items() if s.valid is not None]
     if 0 < max_users < len(users):
         users = sorted(random.Random(f"{seed}:users").sample(users, max_users), key=id_key)
     return users
-
-
-# --- negatives -------------------------------------------------------------------------------------
-class NegativeSampler:
-    """Negatives a user never rated: uniform with a seed, or hard ones from retrieval (top-k, sampled)."""
-
-    def __init__(
-        self,
-        catalog_ids: Sequence[str],
-        titles: dict[str, str] | None = None,
-        retriever: Any = None,
-        pool_k: int = 50,
-    ) -> None:
-        self.catalog_ids = sorted(set(catalog_ids), key=id_key)
-        self.titles = titles or {}
-        self.retriever = retriever
-        self.pool_k = pool_k
-
-    @property
-    def strategy(self) -> str:
-        return "retrieval" if self.retriever is not None else "random"
-
-    def sample(self, rng: random.Random, rated: set[str], history: Sequence[str], n: int) -> list[str]:
-        """`n` distinct item ids not in `rated`; retrieval ones first when a retriever is set."""
-        chosen: list[str] = []
-        if self.retriever is not None and history:
-            query = "; ".join(self.titles.get(i, "") for i in history[-5:])
-            try:
-                hits = self.retriever.retrieve(query, exclude_ids=sorted(rated), k=self.pool_k)
-            except Exception as exc:  # a store without some ids: fall back to random negatives
-                log.warning("retrieval negatives failed (%s); using random negatives", exc)
-                hits = []
-            pool = [c.item.id for c in hits if c.item.id not in rated]
-            chosen = rng.sample(pool, min(n, len(pool)))
-        if len(chosen) < n:
-            taken = rated | set(chosen)
-            pool = [i for i in self.catalog_ids if i not in taken]
-            if len(pool) < n - len(chosen):
-                raise DataError(f"only {len(pool)} unrated items left for negatives, {n} needed")
-            chosen += rng.sample(pool, n - len(chosen))
-        return chosen
-
-
-def make_example(
-    user: str,
-    seq: Sequence[str],
-    pos: int,
-    rated: set[str],
-    sampler: NegativeSampler,
-    num_candidates: int,
-    history_len: int,
-    rng: random.Random,
-) -> SeqExample:
-    """The example whose target is seq[pos]: history before it, target + sampled negatives, shuffled."""
-    target = seq[pos]
-    history = list(seq[max(0, pos - history_len) : pos])
-    negatives = sampler.sample(rng, rated, history, num_candidates - 1)
-    candidates = [target, *negatives]
-    rng.shuffle(candidates)
-    return SeqExample(user, target, history, candidates, pos)
-
-
-def eval_examples(
-    splits: dict[str, UserSplit],
-    split: str,
-    sampler: NegativeSampler,
-    seed: int,
-    num_candidates: int = 20,
-    history_len: int = 20,
-    users: Iterable[str] | None = None,
-) -> list[SeqExample]:
-    """Validation or test examples (one per user), seeded per (seed, split, user)."""
-    if split not in SPLITS:
-        raise DataError(f"split must be one of {SPLITS}, got {split!r}")
-    out = []
-    for user in users if users is not None else splits:
-        s = splits[user]
-        if s.valid is None:
-            continue
-        seq = s.all_items
-        pos = len(seq) - (2 if split == "valid" else 1)
-        rng = random.Random(f"{seed}:{split}:{user}")
-        ex = make_example(user, seq, pos, set(seq), sampler, num_candidates, history_len, rng)
-        ex.position = -1
-        out.append(ex)
-    return out
 
 
 def train_examples(
@@ -219,7 +101,7 @@ def train_examples(
     history_len: int = 20,
     per_user: int = 0,
     min_history: int = 1,
-) -> list[SeqExample]:
+) -> list[LOOExample]:
     """Sliding training examples: each training position with >= `min_history` items before it.
 
     `per_user` > 0 keeps each user's most recent positions only. Candidates are sampled per
@@ -239,10 +121,6 @@ def train_examples(
 
 
 # --- candidate files -------------------------------------------------------------------------------
-def candidates_path(cfg: Config, dataset: str, split: str) -> Path:
-    return cfg.data_dir / dataset / f"candidates_{split}.json"
-
-
 def _meta(seed: int, sampler: NegativeSampler, num_candidates: int, history_len: int) -> dict[str, Any]:
     return {
         "seed": seed,
@@ -251,35 +129,6 @@ def _meta(seed: int, sampler: NegativeSampler, num_candidates: int, history_len:
         "history_len": history_len,
         "version": CANDIDATES_VERSION,
     }
-
-
-def read_candidates(path: Path) -> list[SeqExample]:
-    """A candidate file written by `candidate_sets` (DataError naming the file and record on bad input)."""
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(
-            f"{path}: missing (run `fusionrec finetune` or build it with finetune.data)"
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(records, list):
-        raise DataError(f"{path}: expected a JSON list of records")
-    out = []
-    for i, r in enumerate(records):
-        try:
-            ex = SeqExample(
-                str(r["user"]),
-                str(r["target"]),
-                [str(x) for x in r["history"]],
-                [str(x) for x in r["candidates"]],
-            )
-        except (KeyError, TypeError) as exc:
-            raise DataError(f"{path}: record {i}: missing or malformed field {exc}") from None
-        if ex.target not in ex.candidates:
-            raise DataError(f"{path}: record {i}: target {ex.target} is not among the candidates")
-        out.append(ex)
-    return out
 
 
 def candidate_sets(
@@ -291,12 +140,12 @@ def candidate_sets(
     num_candidates: int = 20,
     history_len: int = 20,
     force: bool = False,
-) -> dict[str, list[SeqExample]]:
+) -> dict[str, list[LOOExample]]:
     """Validation and test candidate sets for EVERY user: read when saved with the same settings, else written."""
     from retrieval.catalog import atomic_write_text
 
     meta = _meta(seed, sampler, num_candidates, history_len)
-    meta_path = cfg.data_dir / dataset / "candidates_meta.json"
+    meta_path = candidates_meta_path(cfg, dataset)
     paths = {s: candidates_path(cfg, dataset, s) for s in SPLITS}
     if not force and meta_path.is_file() and all(p.is_file() for p in paths.values()):
         try:
@@ -309,7 +158,7 @@ def candidate_sets(
     out = {}
     for split, path in paths.items():
         out[split] = eval_examples(splits, split, sampler, seed, num_candidates, history_len)
-        text = json.dumps([e.to_json() for e in out[split]], indent=0) + "\n"
+        text = json.dumps([e.to_dict() for e in out[split]], indent=0) + "\n"
         atomic_write_text(path, text)
     atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return out
@@ -397,7 +246,7 @@ def liked_request(titles: Sequence[str]) -> str:
 
 
 def explain_examples(
-    train: Sequence[SeqExample],
+    train: Sequence[LOOExample],
     dialogues: Sequence[DialogueExample],
     titles: dict[str, str],
     seed: int,
@@ -421,9 +270,9 @@ class Datasets:
     items: dict[str, Item]
     splits: dict[str, UserSplit]
     users: list[str]
-    train: list[SeqExample]
-    valid: list[SeqExample]
-    valid_all: list[SeqExample] = field(default_factory=list)  # every user's validation example (20 history items)
+    train: list[LOOExample]
+    valid: list[LOOExample]
+    valid_all: list[LOOExample] = field(default_factory=list)  # every user's validation example (20 history items)
     dialogues: list[DialogueExample] = field(default_factory=list)
     explain: list[ExplainExample] = field(default_factory=list)
     align: list[str] = field(default_factory=list)  # item ids for the alignment task
@@ -483,7 +332,7 @@ def load_datasets(cfg: Config, recipe: Any, retriever: Any = None) -> Datasets:
         splits, users, sampler, recipe.seed, d.num_candidates, d.history_len, d.train_per_user, d.min_history
     )
     valid = [
-        SeqExample(e.user, e.target, e.history[-d.history_len :] if d.history_len > 0 else [], e.candidates)
+        LOOExample(e.user, e.target, e.history[-d.history_len :] if d.history_len > 0 else [], e.candidates)
         for e in sets["valid"]
         if e.user in user_set
     ]

@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from finetune.data import Datasets, DialogueExample, ExplainExample, SeqExample
+from finetune.data import Datasets, DialogueExample, ExplainExample
 from finetune.prompts import alignment_prompt, dialogue_rank_prompt, explanation_ids, seq_rank_prompt
 from finetune.recipe import Recipe
 from finetune.tasks import Encoded, encode_lm, encode_rank
+from retrieval.loo import LOOExample
 
 
 def curriculum(recipe: Recipe, step: int) -> float:
@@ -48,7 +49,7 @@ class ExampleEncoder:
         self.tokenizer, self.recipe, self.data = tokenizer, recipe, data
         self.vectors = vectors
         self.placeholder = placeholder
-        self.fusion_inputs = fusion_inputs  # callable(SeqExample) -> dict | None
+        self.fusion_inputs = fusion_inputs  # callable(LOOExample) -> dict | None
 
     # --- hybrid selection ------------------------------------------------------------------------
     def hybrid(self, ids: Sequence[str], p: float, rng: random.Random) -> set[str]:
@@ -74,7 +75,7 @@ class ExampleEncoder:
         )
 
     # --- tasks ----------------------------------------------------------------------------------------
-    def ranking(self, ex: SeqExample, p_hybrid: float, rng: random.Random) -> Encoded:
+    def ranking(self, ex: LOOExample, p_hybrid: float, rng: random.Random) -> Encoded:
         hybrid = self.hybrid([*ex.history, *ex.candidates], p_hybrid, rng)
         prompt = self.rank_prompt(seq_rank_prompt, ex, hybrid)
         enc = encode_rank("ranking", prompt, ex.candidates.index(ex.target), ex.prior)
@@ -82,7 +83,7 @@ class ExampleEncoder:
             enc.fusion = self.fusion_inputs(ex)
         return enc
 
-    def evaluation(self, ex: SeqExample) -> Encoded:
+    def evaluation(self, ex: LOOExample) -> Encoded:
         """A validation prompt: every item hybrid, no dropout (what the agent builds at inference)."""
         hybrid = set(self.vectors.get("item", {}))
         prompt = self.rank_prompt(seq_rank_prompt, ex, hybrid)

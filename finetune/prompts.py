@@ -28,8 +28,9 @@ from agent.prompt import (
     explain_prompt,
     load_template,
 )
-from finetune.data import DialogueExample, SeqExample, alignment_target, explanation_target
+from finetune.data import DialogueExample, alignment_target, explanation_target
 from fusionrec.types import Candidate, Item, Turn
+from retrieval.loo import LOOExample
 
 SEQ_REQUEST = (
     "Recommend the movie I should watch next. The movies I watched are attached, the most recent last."
@@ -54,7 +55,7 @@ def history_attachments(
 def seq_rank_prompt(
     tokenizer: Any,
     template: str,
-    example: SeqExample,
+    example: LOOExample,
     items: dict[str, Item],
     vectors: dict[str, np.ndarray],
     hybrid: Collection[str],

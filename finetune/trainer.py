@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from finetune import checkpoint as ckpt
-from finetune.data import Datasets, SeqExample, load_datasets, open_retriever
+from finetune.data import Datasets, load_datasets, open_retriever
 from finetune.encode import ExampleEncoder, curriculum
 from finetune.features import feature_dims, item_vectors
 from finetune.recipe import Recipe
@@ -37,6 +37,7 @@ from finetune.tasks import RecModel, collate, hr_ndcg, ranks_of_targets
 from fusionrec.config import Config
 from fusionrec.types import Interaction
 from retrieval.collaborative import TABLE_FILE, collab_table, load_table, train_bpr, with_collab
+from retrieval.loo import LOOExample
 from retrieval.splits import id_key
 
 log = logging.getLogger(__name__)
@@ -413,7 +414,7 @@ class Trainer:
         module.requires_grad_(True)
         return module
 
-    def _fusion_inputs(self, ex: SeqExample) -> dict[str, Any] | None:
+    def _fusion_inputs(self, ex: LOOExample) -> dict[str, Any] | None:
         key = (ex.user, ex.position)
         if key not in self._fusion_cache:
             titles = [self.data.items[i].title for i in ex.history[-5:]]

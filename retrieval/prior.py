@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from fusionrec.metrics import mean_metrics, rank_by_score
 from retrieval.collaborative import BPRModel
 
 COMPONENTS = ("bpr", "sasrec", "popularity")
@@ -44,12 +45,8 @@ def standardise(scores: Sequence[float]) -> np.ndarray:
 
 def rank_metrics(scores: Sequence[np.ndarray], targets: Sequence[int]) -> dict[str, float]:
     """HR@1 and NDCG@10 of the target index in each row (ties count against the target)."""
-    ranks = [int((s >= s[t]).sum()) - 1 for s, t in zip(scores, targets, strict=True)]
-    n = max(1, len(ranks))
-    return {
-        "HR@1": sum(r == 0 for r in ranks) / n,
-        "NDCG@10": sum(1.0 / math.log2(r + 2) for r in ranks if r < 10) / n,
-    }
+    m = mean_metrics((rank_by_score(s, t) for s, t in zip(scores, targets, strict=True)), (1,), (10,))
+    return {"HR@1": m["hr@1"], "NDCG@10": m["ndcg@10"]}
 
 
 @dataclass

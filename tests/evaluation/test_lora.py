@@ -70,3 +70,18 @@ def test_lora_system_is_evaluated_with_its_training_prompts(eval_cfg, adapter):
     ]
     lo = [json.loads(x)["order"] for x in (folder / "records" / "ml100k-loo__lora-verbalizer.jsonl").open()]
     assert zs != lo  # the adapter (and its prompt) changes the rankings
+
+
+def test_a_malformed_recipe_is_named(tmp_path):
+    import pytest
+
+    from agent.checkpoint import training_prompt
+    from evaluation.llm import checkpoint_settings
+
+    assert training_prompt(tmp_path) == {} and checkpoint_settings(None) == {}
+    (tmp_path / "config.yaml").write_text("data: [template: concise\n")
+    with pytest.raises(ValueError, match=r"config\.yaml: not valid YAML"):
+        checkpoint_settings(tmp_path)
+    (tmp_path / "config.yaml").write_text("data: 3\n")
+    with pytest.raises(ValueError, match=r"config\.yaml: `data` must be a mapping"):
+        training_prompt(tmp_path)

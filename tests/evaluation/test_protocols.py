@@ -7,13 +7,14 @@ import json
 import pytest
 
 from evaluation import protocols as P
+from retrieval.loo import SPLITS
 
 
 @pytest.fixture(scope="module")
 def loo(ml100k):
     items, interactions = ml100k
     ids = [i.id for i in items]
-    return {s: P.build_loo(interactions, ids, s, seed=0) for s in P.SPLITS}
+    return {s: P.build_loo(interactions, ids, s, seed=0) for s in SPLITS}
 
 
 def test_leave_one_out_by_time_with_20_candidates(ml100k, loo):
@@ -47,15 +48,16 @@ def test_same_seed_same_sets_other_seed_other_negatives(ml100k, loo):
     assert sum(a.candidates != b.candidates for a, b in zip(other, loo["test"], strict=True)) > 900
 
 
-def test_identical_to_the_finetune_candidate_builder(ml100k, loo):
-    """When finetune.data exists, its saved sets (random negatives) equal ours for the same seed."""
-    data = pytest.importorskip("finetune.data")
+def test_identical_to_the_shared_candidate_builder(ml100k, loo):
+    """The sets built here are the shared (`retrieval.loo`) ones finetune saves with random negatives."""
+    from retrieval.loo import NegativeSampler, eval_examples, leave_one_out
+
     items, interactions = ml100k
-    splits = data.leave_one_out(data.user_sequences(interactions))
-    sampler = data.NegativeSampler([i.id for i in items])
-    for split in P.SPLITS:
-        theirs = data.eval_examples(splits, split, sampler, seed=0, num_candidates=20, history_len=20)
-        assert [e.to_json() for e in theirs] == [e.to_dict() for e in loo[split]]
+    splits = leave_one_out(P.user_sequences(interactions))
+    sampler = NegativeSampler([i.id for i in items])
+    for split in SPLITS:
+        theirs = eval_examples(splits, split, sampler, seed=0, num_candidates=20, history_len=20)
+        assert [e.to_dict() for e in theirs] == [e.to_dict() for e in loo[split]]
 
 
 def test_finetune_file_is_read_and_validated(tmp_path, ml100k, loo):
@@ -72,12 +74,12 @@ def test_finetune_file_is_read_and_validated(tmp_path, ml100k, loo):
     assert [e.to_dict() for e in got] == saved and info["source"] == "finetune file"
     saved[3]["candidates"] = [c for c in saved[3]["candidates"] if c != saved[3]["target"]]
     path.write_text(json.dumps(saved))
-    with pytest.raises(P.ProtocolError, match=r"candidates_test.json: example 3: target .* not among"):
+    with pytest.raises(P.ProtocolError, match=r"candidates_test.json: record 3: target .* not among"):
         P.load_loo(cfg, ids, interactions, "test")
     saved[3]["candidates"].append("99999")
     saved[3]["target"] = "99999"
     path.write_text(json.dumps(saved))
-    with pytest.raises(P.ProtocolError, match="example 3: item 99999 is not in the catalog"):
+    with pytest.raises(P.ProtocolError, match="record 3: item 99999 is not in the catalog"):
         P.load_loo(cfg, ids, interactions, "test")
     path.write_text("{not json")
     with pytest.raises(P.ProtocolError, match="candidates_test.json: not valid JSON"):

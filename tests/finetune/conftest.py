@@ -56,8 +56,9 @@ def ft_cfg(tiny_cfg: Config, shared_data) -> Config:
 @pytest.fixture(scope="session")
 def ml100k(ft_cfg: Config):
     """(items by id, leave-one-out splits) of the real ML-100k."""
-    from finetune.data import leave_one_out, user_sequences
+    from retrieval.loo import leave_one_out
     from retrieval.prepare import load_prepared
+    from retrieval.splits import user_sequences
 
     items, interactions = load_prepared(ft_cfg, DATASET)
     return {i.id: i for i in items}, leave_one_out(user_sequences(interactions))

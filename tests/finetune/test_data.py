@@ -8,21 +8,18 @@ import re
 
 import pytest
 
-from finetune.data import (
-    DataError,
-    NegativeSampler,
-    candidate_sets,
-    candidates_path,
-    dialogue_examples,
-    eval_examples,
-    explanation_target,
-    leave_one_out,
-    read_candidates,
-    train_examples,
-    user_sequences,
-)
+from finetune.data import candidate_sets, dialogue_examples, explanation_target, train_examples
 from finetune.prompts import seq_rank_prompt
 from fusionrec.types import Interaction
+from retrieval.loo import (
+    ExampleError,
+    NegativeSampler,
+    candidates_path,
+    eval_examples,
+    leave_one_out,
+    read_candidates,
+)
+from retrieval.splits import user_sequences
 
 
 def test_leave_one_out_orders_by_time_then_item_id():
@@ -68,7 +65,7 @@ def test_candidate_files_are_seeded_complete_and_reused(ft_cfg, ml100k, tmp_path
     assert candidates_path(ft_cfg, "movielens-100k", "valid").stat().st_mtime_ns == mtime
     bad = tmp_path / "bad.json"
     bad.write_text('[{"user": "1", "target": "5", "history": [], "candidates": ["1", "2"]}]')
-    with pytest.raises(DataError, match=r"bad\.json: record 0: target 5"):
+    with pytest.raises(ExampleError, match=r"bad\.json: record 0: target 5"):
         read_candidates(bad)
 
 

@@ -8,9 +8,10 @@ import shutil
 import pytest
 import torch
 
-from finetune.data import NegativeSampler, load_datasets
+from finetune.data import load_datasets
 from finetune.recipe import load_recipe
 from finetune.run import train
+from retrieval.loo import NegativeSampler
 from tests.conftest import TEST_HOME, make_config
 from tests.finetune.conftest import SMALL
 

@@ -8,9 +8,10 @@ import torch
 
 from agent.projector import Projectors
 from agent.rank import label_logprobs
-from finetune.data import NegativeSampler, train_examples
+from finetune.data import train_examples
 from finetune.prompts import alignment_prompt, explanation_ids, seq_rank_prompt
 from finetune.tasks import IGNORE, RecModel, collate, encode_lm, encode_rank, hr_ndcg, ranks_of_targets
+from retrieval.loo import NegativeSampler
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,34 @@
+"""What a finetune checkpoint was trained with, read from its recipe (``config.yaml`` in its folder).
+
+The agent ranks with the prompt an adapter was trained on, and the evaluation reports it; both read
+it here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+RECIPE_FILE = "config.yaml"
+PROMPT_KEYS = ("template", "overview_chars", "max_prompt_tokens", "history_len", "scoring")
+
+
+def training_prompt(folder: Path) -> dict[str, Any]:
+    """The prompt settings of the recipe in `folder` (its `data` keys among PROMPT_KEYS; {} when the
+    folder has no config.yaml). ValueError naming the file when it is not a YAML mapping."""
+    import yaml
+
+    path = Path(folder) / RECIPE_FILE
+    if not path.is_file():
+        return {}
+    try:
+        recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({exc})") from None
+    recipe = {} if recipe is None else recipe
+    if not isinstance(recipe, dict):
+        raise ValueError(f"{path}: expected a YAML mapping (a finetune recipe)")
+    data = recipe.get("data") or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: `data` must be a mapping")
+    return {k: data[k] for k in PROMPT_KEYS if k in data}
