@@ -317,7 +317,9 @@ class Trainer:
         valid = [PriorExample(e.user, splits[e.user].train, e.candidates, e.target) for e in self.data.valid_all]
         weights, table = choose_weights(full, valid) if d.prior == "auto" else ({d.prior: 1.0}, [])
         full.weights = weights
-        self.prior_table = table
+        if self.main and table:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "prior_selection.json").write_text(json.dumps(table, indent=1), encoding="utf-8")
         first = {}
         for e in self.data.train:
             first[e.user] = min(first.get(e.user, e.position), e.position)
