@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from agent import dialogue
-from agent.checkpoint import RECIPE_FILE, training_prompt
+from agent.checkpoint import RECIPE_FILE, base_model, training_prompt
 from agent.config import SCORINGS
 from agent.explain import ExplainResult, check_explanation, stream_explanation
 from agent.projector import Projectors
@@ -72,12 +72,9 @@ def resolve_adapter(cfg: Config) -> tuple[Path | None, str]:
         return Path(name).expanduser(), f"agent.adapter={name}"
     if not SHIPPED_ADAPTER.is_dir():
         return None, f"no shipped adapter at {SHIPPED_ADAPTER}: zero-shot"
-    import yaml
-
     from encoders.registry import source
 
-    trained = yaml.safe_load((SHIPPED_ADAPTER / "config.yaml").read_text(encoding="utf-8")) or {}
-    base = str((trained.get("trained_on") or {}).get("base_model", ""))
+    base = base_model(SHIPPED_ADAPTER)
     mine = source(cfg, "llm")
     if _base_name(base) != _base_name(mine):
         return None, f"the shipped adapter is for {_base_name(base)}, the LLM is {_base_name(mine)}: zero-shot"

@@ -13,9 +13,8 @@ RECIPE_FILE = "config.yaml"
 PROMPT_KEYS = ("template", "overview_chars", "max_prompt_tokens", "history_len", "scoring")
 
 
-def training_prompt(folder: Path) -> dict[str, Any]:
-    """The prompt settings of the recipe in `folder` (its `data` keys among PROMPT_KEYS; {} when the
-    folder has no config.yaml). ValueError naming the file when it is not a YAML mapping."""
+def _recipe(folder: Path) -> dict[str, Any]:
+    """The recipe in `folder` as a mapping ({} without config.yaml); ValueError naming a bad file."""
     import yaml
 
     path = Path(folder) / RECIPE_FILE
@@ -28,7 +27,18 @@ def training_prompt(folder: Path) -> dict[str, Any]:
     recipe = {} if recipe is None else recipe
     if not isinstance(recipe, dict):
         raise ValueError(f"{path}: expected a YAML mapping (a finetune recipe)")
-    data = recipe.get("data") or {}
+    return recipe
+
+
+def base_model(folder: Path) -> str:
+    """The base model the checkpoint in `folder` was trained on ("" when its recipe does not say)."""
+    return str((_recipe(folder).get("trained_on") or {}).get("base_model", ""))
+
+
+def training_prompt(folder: Path) -> dict[str, Any]:
+    """The prompt settings of the recipe in `folder` (its `data` keys among PROMPT_KEYS; {} when the
+    folder has no config.yaml). ValueError naming the file when it is not a YAML mapping."""
+    data = _recipe(folder).get("data") or {}
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: `data` must be a mapping")
+        raise ValueError(f"{Path(folder) / RECIPE_FILE}: `data` must be a mapping")
     return {k: data[k] for k in PROMPT_KEYS if k in data}
