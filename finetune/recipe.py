@@ -84,6 +84,7 @@ class TrainSection:
     metric: str = "hr@1"
     eval_at_start: bool = True
     cpu_threads: int = 0
+    max_minutes: float = 0.0
 
 
 @dataclass
@@ -239,6 +240,8 @@ def validate(recipe: Recipe, where: str) -> Recipe:
             raise RecipeError(f"{where}: augment.modalities: unknown modality {m!r}")
     if recipe.train.max_steps < 1 or recipe.train.grad_accum < 1 or recipe.train.micro_batch_size < 1:
         raise RecipeError(f"{where}: train.max_steps, grad_accum and micro_batch_size must be >= 1")
+    if recipe.train.max_minutes < 0:
+        raise RecipeError(f"{where}: train.max_minutes must be >= 0 (0 = no wall-clock budget)")
     return recipe
 
 

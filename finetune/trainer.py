@@ -113,6 +113,9 @@ def peak_rss_mb() -> float:
     return max(own, kids) / 1024.0
 
 
+PROBE = (5, 25)  # a train.max_minutes run times its loop's steps 6..25, then fits its schedule
+
+
 def lr_lambda(step: int, warmup: int, total: int, min_ratio: float) -> float:
     """Linear warmup to 1, then cosine decay to `min_ratio`."""
     if warmup > 0 and step < warmup:
@@ -262,9 +265,10 @@ class Trainer:
         groups = [g for g in groups if g["params"]]  # stage 1: the frozen LLM has none
         self.params = [p for g in groups for p in g["params"]]
         self.optimizer = torch.optim.AdamW(groups, weight_decay=r.train.weight_decay)
+        self.schedule_steps = r.train.max_steps  # shortened by train.max_minutes (see `_fit_budget`)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
-            lambda s: lr_lambda(s, r.train.warmup_steps, r.train.max_steps, r.train.min_lr_ratio),
+            lambda s: lr_lambda(s, r.train.warmup_steps, self.schedule_steps, r.train.min_lr_ratio),
         )
         self.step = 0
         self.counters = {t: 0 for t in self.weights}
@@ -276,6 +280,7 @@ class Trainer:
             sched = state["scheduler"]
             self.scheduler.load_state_dict({**self.scheduler.state_dict(), **sched})
             self.step = int(state["step"])
+            self.schedule_steps = int(state.get("schedule_steps", r.train.max_steps))
             self.counters = {t: int(state["counters"].get(t, 0)) for t in self.weights}
             self.best = state.get("best")
             self.evals = state.get("evals", [])
@@ -521,6 +526,7 @@ class Trainer:
             "metric": self.recipe.train.metric,
             "evals": self.evals,
             "scheduler": sched,
+            "schedule_steps": self.schedule_steps,
             "world_size": self.world,
             "data": self.data.summary(),
         }
@@ -578,7 +584,10 @@ class Trainer:
         from tqdm import tqdm
 
         r = self.recipe
-        end = min(r.train.max_steps, stop_at) if stop_at else r.train.max_steps
+        end = min(self.schedule_steps, stop_at) if stop_at else self.schedule_steps
+        budget = r.train.max_minutes * 60.0  # wall-clock budget of the loop (0 = none)
+        eval_s = 0.0  # seconds of the last validation
+        probe: dict[str, float] = {}  # a budgeted run times steps PROBE[0]..PROBE[1] of this loop
         self.out.mkdir(parents=True, exist_ok=True)
         if self.main:
             (self.out / "recipe.yaml").write_text(self.config_text(), encoding="utf-8")
@@ -595,6 +604,7 @@ class Trainer:
         t_start = time.perf_counter()
         if r.train.eval_at_start and self.step == 0 and not any(e["step"] == 0 for e in self.evals):
             metrics = self.evaluate()
+            eval_s = time.perf_counter() - t_start
             self.evals.append({"step": 0, **metrics})
             self._log_eval(writer, tb, 0, metrics, t_start)
         bar = tqdm(
@@ -652,8 +662,20 @@ class Trainer:
             losses.append(float(stats[0]))
             task_losses.append({t: float(np.mean(v)) for t, v in step_loss.items()})
             bar.update(1)
+            if budget > 0 and not stop_at:
+                new_end = self._fit_budget(probe, t0, dt, budget - (time.perf_counter() - t_start), eval_s)
+                if new_end is not None and new_end < end:
+                    log.warning("train.max_minutes=%g: the schedule ends at step %d instead of %d",
+                                r.train.max_minutes, new_end, end)  # fmt: skip
+                    end = self.schedule_steps = new_end
+                    bar.total = end
             bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
 
+            out_of_time = budget > 0 and time.perf_counter() - t_start >= budget
+            if out_of_time and self.step < end:
+                log.warning("train.max_minutes=%g reached at step %d of %d: validating and saving there",
+                            r.train.max_minutes, self.step, end)  # fmt: skip
+                end = self.step
             last = self.step == end
             if self.main and (self.step % r.train.log_every == 0 or last):
                 row = {
@@ -678,7 +700,9 @@ class Trainer:
                             tb.add_scalar(f"train/{k}", float(v), self.step)
                 window = {"examples": 0, "tokens": 0, "seconds": 0.0}
             if r.train.eval_every > 0 and (self.step % r.train.eval_every == 0 or last):
+                t_eval = time.perf_counter()
                 metrics = self.evaluate()
+                eval_s = time.perf_counter() - t_eval
                 self.evals.append({"step": self.step, **metrics})
                 self._log_eval(writer, tb, self.step, metrics, t_start)
                 if self._better(metrics):
@@ -715,6 +739,23 @@ class Trainer:
             peak_rss_mb=peak_rss_mb(),
             data=self.data.summary(),
         )
+
+    def _fit_budget(
+        self, probe: dict[str, float], t0: float, dt: float, remaining: float, eval_s: float
+    ) -> int | None:
+        """The last step a `train.max_minutes` run can reach, once it has timed PROBE steps of its loop
+        (validations excluded), else None. The cosine schedule is then laid over that many steps, so a
+        budgeted run decays its learning rate fully instead of being cut off mid-schedule."""
+        probe["steps"] = probe.get("steps", 0) + 1
+        if probe["steps"] <= PROBE[0]:  # the first steps warm up kernels and caches
+            return None
+        probe["seconds"] = probe.get("seconds", 0.0) + dt
+        if probe["steps"] != PROBE[1]:
+            return None
+        per_step = probe["seconds"] / (PROBE[1] - PROBE[0])
+        every = self.recipe.train.eval_every
+        per_step += eval_s / every if every > 0 else 0.0
+        return self.step + max(0, int(0.9 * (remaining - eval_s) / per_step))  # 0.9: saves and jitter
 
     def _log_eval(self, writer: Any, tb: Any, step: int, metrics: dict[str, float], t_start: float) -> None:
         if not self.main:
