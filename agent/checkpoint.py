@@ -35,6 +35,13 @@ def base_model(folder: Path) -> str:
     return str((_recipe(folder).get("trained_on") or {}).get("base_model", ""))
 
 
+def trained_to_explain(folder: Path) -> bool:
+    """Whether the checkpoint's LoRA learned explanations (its recipe's explanation weight > 0; True when
+    the recipe does not say): a ranking-only adapter explains with the base model's weights."""
+    weights = (_recipe(folder).get("tasks") or {}).get("weights")
+    return not isinstance(weights, dict) or float(weights.get("explanation", 1.0)) > 0
+
+
 def training_prompt(folder: Path) -> dict[str, Any]:
     """The prompt settings of the recipe in `folder` (its `data` keys among PROMPT_KEYS; {} when the
     folder has no config.yaml). ValueError naming the file when it is not a YAML mapping."""

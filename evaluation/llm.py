@@ -189,7 +189,7 @@ def explain_check(
 
     t0 = time.perf_counter()
     res = explain(
-        agent.model,
+        agent.explainer,
         agent.tokenizer,
         item,
         request,
