@@ -155,4 +155,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not sep or not dot or section not in sections:
             raise ConfigError(f"override {item!r}: expected section.key=value with section in {sorted(sections)}")
         _set(getattr(cfg, section), section, key, value, "command line")
+    for name in sorted(sections):  # sections with a `check()` range-check their values
+        check = getattr(getattr(cfg, name), "check", None)
+        if check is not None:
+            try:
+                check()
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
     return cfg

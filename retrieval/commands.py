@@ -26,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--image", default="", help="image file")
     s.add_argument("--audio", default="", help="audio file")
     s.add_argument("--video", default="", help="video file")
+    s.add_argument("--dataset", default="", help="ingested dataset to search (default: data.dataset)")
     s.add_argument("--k", type=int, default=10, help="how many results")
     s.add_argument("--genre", action="append", default=[], help="keep only this genre (repeatable)")
     s.add_argument("--exclude-genre", action="append", default=[], help="drop this genre (repeatable)")

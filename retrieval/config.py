@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+K_MAX = 10_000  # the most candidates one query may ask for (retrieval.k, `search --k`)
+_COLLECTION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 
 
 @dataclass
 class DataConfig:
     dataset: str = "movielens-100k"  # movielens-100k | ml-latest-small | redial | jsonl | csv
     source: str = ""  # local copy of the raw data; "" = ../shared/data copy if present, else download
-    generated_media: bool = False  # add espeak-ng audio + ffmpeg clips for items lacking them (marked generated)
+    generated_media: bool = (
+        False  # add espeak-ng audio + ffmpeg clips for items lacking them (marked generated)
+    )
 
 
 @dataclass
@@ -17,9 +25,52 @@ class RetrievalConfig:
     fusion: str = "early"  # early | late | cross: how modality vectors are combined
     late_combine: str = "rrf"  # late fusion only: rrf (reciprocal rank) | weighted (score sum)
     server_url: str = ""  # "" = embedded PersistentClient under paths.home; else http://host:port
-    collection: str = "catalog"  # Chroma collection name (prefix, one per modality in late fusion)
+    server_timeout_s: float = 5.0  # seconds each Chroma server request may wait for an answer
+    server_retries: int = 1  # further tries of a request that timed out or could not connect
+    collection: str = "catalog"  # collection name prefix: <collection>.<dataset>.<kind>
     k: int = 50  # candidates fetched from Chroma per query
     batch_size: int = 32  # items encoded per batch during ingestion
     weights: dict[str, float] = field(
         default_factory=lambda: {"text": 1.0, "image": 0.5, "audio": 0.25, "video": 0.25}
     )  # per-modality weight in early and weighted late fusion
+
+    def check(self) -> None:
+        """Raise ValueError naming the key and its value when a setting is out of range."""
+        if self.server_url.strip():
+            parse_server_url(self.server_url)
+        if not _COLLECTION.fullmatch(self.collection):
+            raise ValueError(
+                f"retrieval.collection={self.collection!r}: expected 1-63 letters, digits, '_' or '-' "
+                "(starting with a letter or digit)"
+            )
+        check_range("retrieval.k", self.k, 1, K_MAX)
+        check_range("retrieval.batch_size", self.batch_size, 1, 5000)
+        check_range("retrieval.server_timeout_s", self.server_timeout_s, 0.1, 600)
+        check_range("retrieval.server_retries", self.server_retries, 0, 10)
+        for key, value in self.weights.items():
+            check_range(f"retrieval.weights.{key}", value, 0, 1000)
+
+
+def check_range(key: str, value: float, low: float, high: float) -> None:
+    """ValueError "key=value: expected a number from low to high" unless low <= value <= high."""
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ValueError(f"{key}={value!r}: expected a number from {low:g} to {high:g}")
+
+
+def parse_server_url(url: str) -> tuple[str, int, bool]:
+    """``http://host:port`` -> (host, port, ssl); the port defaults to 8000 (443 for https).
+
+    ValueError naming ``retrieval.server_url`` and the value for anything else.
+    """
+    bad = ValueError(f"retrieval.server_url={url!r}: expected http://host:port or https://host[:port]")
+    parsed = urlparse(url.strip())
+    try:
+        port = parsed.port
+    except ValueError:
+        raise bad from None
+    if parsed.scheme not in {"http", "https"} or not parsed.hostname or parsed.path.strip("/"):
+        raise bad
+    if parsed.query or parsed.fragment or parsed.username:
+        raise bad
+    ssl = parsed.scheme == "https"
+    return parsed.hostname, port or (443 if ssl else 8000), ssl

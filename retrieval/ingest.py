@@ -6,9 +6,10 @@ re-run writes nothing; the rest is encoded batch by batch and each batch is upse
 is encoded (late collections first, the early record last), so a killed run resumes where it
 stopped, and ids are item ids, so nothing is ever duplicated.
 
-Collections (``<retrieval.collection>_<kind>``): one per block (``text``, ``image``,
-``image_text``, ``audio``, ``video``, ``tfidf``; see ``retrieval.fusion``) for late and cross-modal
-fusion, and ``early`` holding one fused vector per item. All are written on every ingest, so the
+Collections (``<retrieval.collection>.<dataset>.<kind>``, see ``retrieval.store.Store``: each
+dataset's catalog is its own, and an ingest removes stale ids of its own dataset only): one per
+block (``text``, ``image``, ``image_text``, ``audio``, ``video``, ``tfidf``; see ``retrieval.fusion``)
+for late and cross-modal fusion, and ``early`` holding one fused vector per item. All are written on every ingest, so the
 fusion strategy can be switched at query time without re-encoding. Each record's document is the
 item as JSON (with auto-labels merged into its tags), so the store alone can answer `item(id)`.
 """
@@ -200,18 +201,18 @@ def ingest(
 ) -> IngestReport:
     """Encode the prepared catalog (or ``catalog`` when given) and upsert it.
 
-    Returns what was written, skipped as unchanged, removed (ids no longer in the catalog; only
-    when ingesting without a limit) and refused (media errors). ``on_batch(index, report)`` runs
-    after each batch is stored.
+    Returns what was written, skipped as unchanged, removed (ids no longer in this dataset's
+    catalog; only when ingesting without a limit) and refused (media errors).
+    ``on_batch(index, report)`` runs after each batch is stored.
     """
     from tqdm import tqdm
 
     from encoders.media import MediaError, validate
     from retrieval.catalog import item_to_dict
-    from retrieval.prepare import load_prepared
+    from retrieval.prepare import load_prepared, prepared_name
 
     start = time.perf_counter()
-    dataset = dataset or cfg.data.dataset
+    dataset = prepared_name(dataset or cfg.data.dataset)
     modalities = [m.strip() for m in modalities if m.strip()]
     unknown = [m for m in modalities if m not in MODALITIES]
     if unknown or not modalities:
@@ -229,7 +230,7 @@ def ingest(
     enc = Encoders(cfg, modalities, dataset, catalog)
     blocks = enc.blocks()
     settings = _settings(enc, cfg)
-    store = Store(cfg)
+    store = Store(cfg, dataset)
     layout = [(b, enc.dims[b]) for b in blocks]
     for b in blocks:
         store.ensure(b, enc.dims[b], enc.model_ids[b], enc.collection_meta.get(b))

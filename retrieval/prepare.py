@@ -60,14 +60,20 @@ def canonical_name(name: str) -> str:
     )
 
 
-def dataset_dir(cfg: Config, name: str) -> Path:
-    """cfg.data_dir/<name>; `name` may also be a prepared user catalog's folder name (its stem)."""
+def prepared_name(name: str) -> str:
+    """The prepared dataset's folder (and catalog) name: a builtin dataset's canonical name, or for a
+    user catalog (its path or its name) the file's stem made filesystem-safe."""
     try:
-        return cfg.data_dir / canonical_name(name)
+        return canonical_name(name)
     except DataSourceError:
-        from retrieval.loaders.generic import dataset_name
+        from retrieval.loaders.generic import safe_name
 
-        return cfg.data_dir / dataset_name(name)
+        return safe_name(name.strip())
+
+
+def dataset_dir(cfg: Config, name: str) -> Path:
+    """cfg.data_dir/<prepared_name(name)>."""
+    return cfg.data_dir / prepared_name(name)
 
 
 def _ml100k_catalog(cfg: Config, source: str) -> tuple[list[Item] | None, str]:
@@ -116,6 +122,7 @@ def prepare_dataset(cfg: Config, name: str, source: str = "", verbose: bool = Tr
     ds = load_raw(cfg, name, source)
     t_load = time.perf_counter() - t0
     out = cfg.data_dir / ds.name
+    _refuse_other_catalog(out, ds)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "items.jsonl", dumps_items(ds.items))
     atomic_write_text(out / "interactions.csv", dumps_interactions(ds.interactions))
@@ -132,6 +139,21 @@ def prepare_dataset(cfg: Config, name: str, source: str = "", verbose: bool = Tr
             + f") in {elapsed:.2f} s (reading + cleaning {t_load:.2f} s)"
         )
     return out
+
+
+def _refuse_other_catalog(out: Path, ds: Dataset) -> None:
+    """DataSourceError when `out` holds a catalog prepared from another file (b.csv vs b.jsonl,
+    or two folders' b.jsonl): both would be dataset `ds.name`, the second overwriting the first."""
+    new = ds.report.sources.get("catalog")
+    try:
+        old = json.loads((out / "report.json").read_text(encoding="utf-8"))["sources"]["catalog"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if new and old and Path(old) != Path(new):
+        raise DataSourceError(
+            f"{new} would replace the catalog prepared from {old} (both are dataset {ds.name!r}, "
+            f"in {out}): rename one of the files, or delete {out} to replace that catalog"
+        )
 
 
 def prepare_command(cfg: Config, name: str, source: str = "") -> int:

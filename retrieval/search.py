@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,18 @@ class RetrievalError(RuntimeError):
     """The store is empty, built with other models, or the config names an unknown strategy."""
 
 
+def not_ingested(cfg: Config, store: Store) -> str:
+    """Which dataset is missing from which store, which ones are there, and what to run."""
+    where = cfg.retrieval.server_url or cfg.chroma_dir
+    there = ", ".join(store.datasets()) or "none"
+    home = f" paths.home={cfg.paths.home}" if cfg.paths.home != ".fusionrec" else ""
+    return (
+        f"dataset {store.dataset!r} is not ingested in the Chroma store at {where} "
+        f"(collection prefix {cfg.retrieval.collection!r}; ingested: {there}): "
+        f"run `fusionrec ingest --dataset {store.dataset}{home}` or pick one with data.dataset=NAME"
+    )
+
+
 @dataclass
 class QueryVectors:
     """One vector per block the query reaches, the turn's text-space vector, and what was heard/seen."""
@@ -62,7 +75,7 @@ class QueryVectors:
 class Retriever:
     """Queries the catalog that `fusionrec ingest` stored; encoders load on first need."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, dataset: str = "") -> None:
         self.cfg = cfg
         self.fusion = cfg.retrieval.fusion
         if self.fusion not in FUSIONS:
@@ -71,16 +84,13 @@ class Retriever:
             raise RetrievalError(
                 f"retrieval.late_combine={cfg.retrieval.late_combine!r}: expected one of {', '.join(COMBINES)}"
             )
-        self.store = Store(cfg)
+        self.store = Store(cfg, dataset)
+        self.dataset = self.store.dataset
         kinds = set(self.store.kinds())
         self.blocks = [b for b in BLOCKS if b in kinds]
         early = self.store.get("early")
         if early is None or not self.blocks:
-            where = cfg.retrieval.server_url or cfg.chroma_dir
-            raise RetrievalError(
-                f"no ingested catalog '{cfg.retrieval.collection}' in the Chroma store at {where}: "
-                "run `fusionrec ingest` first"
-            )
+            raise RetrievalError(not_ingested(cfg, self.store))
         self.layout: list[tuple[str, int]] = [tuple(x) for x in json.loads(early.metadata["layout"])]
         self.dims = {b: int(self.store.get(b).metadata["dim"]) for b in self.blocks}
         self.model_ids = {b: str(self.store.get(b).metadata["model_id"]) for b in self.blocks}
@@ -350,13 +360,22 @@ class Retriever:
 
 # --- `fusionrec search` --------------------------------------------------------------------------
 def search_command(cfg: Config, args: Any) -> int:
-    """Print a table of candidates for `fusionrec search "text" [--image F] [--audio F] [--video F]`."""
+    """Print a table of candidates for `fusionrec search "text" [--image F] [--audio F] [--video F]`.
+
+    Bad input and an unusable store give one line on stderr and exit code 2.
+    """
     from rich.console import Console
     from rich.table import Table
 
     from encoders.media import MediaError, validate
+    from encoders.registry import ModelError
+    from retrieval.config import K_MAX
+    from retrieval.store import StoreError
 
-    console = Console()
+    def fail(message: str) -> int:
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
     attachments = []
     for kind in ("image", "audio", "video"):
         path = getattr(args, kind, "") or ""
@@ -364,11 +383,14 @@ def search_command(cfg: Config, args: Any) -> int:
             try:
                 attachments.append(validate(Path(path), kind))
             except MediaError as exc:
-                console.print(f"[red]error:[/red] {exc}")
-                return 2
+                return fail(str(exc))
     if not (args.query or attachments):
-        console.print("[red]error:[/red] give a text query and/or --image/--audio/--video")
-        return 2
+        return fail("give a text query and/or --image/--audio/--video")
+    limit = cfg.agent.max_message_chars  # the one message length limit, shared with chat
+    if len(args.query) > limit:
+        return fail(f"the query is too long ({len(args.query)} characters; agent.max_message_chars={limit})")
+    if not 1 <= args.k <= K_MAX:
+        return fail(f"--k {args.k}: expected a number from 1 to {K_MAX}")
     filters: dict[str, Any] = {}
     if args.genre:
         filters["genres"] = list(args.genre)
@@ -379,17 +401,17 @@ def search_command(cfg: Config, args: Any) -> int:
     if args.year_max is not None:
         filters["year_max"] = args.year_max
     try:
-        retriever = Retriever(cfg)
+        retriever = Retriever(cfg, getattr(args, "dataset", "") or "")
         candidates = retriever.retrieve(args.query, attachments, filters or None, k=args.k)
-    except RetrievalError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        return 2
+    except (RetrievalError, StoreError, ModelError, OSError) as exc:
+        return fail(str(exc))
+    console = Console()
     mods = [
         m
         for m in ("text", "image", "audio", "video", "tfidf")
         if any(m in c.modality_scores for c in candidates)
     ]
-    title = f"{len(candidates)} candidates ({cfg.retrieval.fusion} fusion"
+    title = f"{len(candidates)} candidates from {retriever.dataset} ({cfg.retrieval.fusion} fusion"
     title += f", {cfg.retrieval.late_combine})" if cfg.retrieval.fusion == "late" else ")"
     table = Table(title=title)
     for col in ("#", "id", "title", "year", "genres", "score", *mods):

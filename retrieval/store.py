@@ -14,16 +14,18 @@ import contextlib
 import json
 import os
 import re
+import signal
+import subprocess
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
 
 from fusionrec.config import Config
 from fusionrec.types import Item
+from retrieval.config import parse_server_url as _parse_url
 
 MAX_BATCH = 5000  # Chroma refuses batches above ~5,461 records
 _CLIENTS: dict[tuple, Any] = {}
@@ -35,13 +37,86 @@ class StoreError(RuntimeError):
 
 
 def parse_server_url(url: str) -> tuple[str, int, bool]:
-    """``http://host:port`` -> (host, port, ssl); the port defaults to 8000 (443 for https)."""
-    raw = url.strip()
-    parsed = urlparse(raw if "://" in raw else f"http://{raw}")
-    if parsed.scheme not in {"http", "https"} or not parsed.hostname:
-        raise StoreError(f"retrieval.server_url={url!r}: expected http://host:port")
-    ssl = parsed.scheme == "https"
-    return parsed.hostname, parsed.port or (443 if ssl else 8000), ssl
+    """``http://host:port`` -> (host, port, ssl); StoreError naming the key for anything else."""
+    try:
+        return _parse_url(url)
+    except ValueError as exc:
+        raise StoreError(str(exc)) from None
+
+
+def _server_hint(cfg: Config, host: str, port: int) -> str:
+    return (
+        f"start it with `chroma run --path {cfg.chroma_dir} --host {host} --port {port}`, "
+        "or set retrieval.server_url= (empty) to use the embedded store"
+    )
+
+
+def _server_error(cfg: Config, url: str, exc: Exception, tries: int) -> StoreError:
+    """One line: which server, what went wrong, what to run."""
+    import httpx
+
+    host, port, _ = _parse_url(url)
+    timeout = cfg.retrieval.server_timeout_s
+    reason = getattr(exc, "reason", None)  # urllib wraps connect errors and timeouts in URLError
+    if isinstance(exc, httpx.TimeoutException | TimeoutError) or isinstance(reason, TimeoutError):
+        what = f"did not answer within {timeout:g} s ({tries} tries; retrieval.server_timeout_s)"
+    else:
+        what = f"cannot be reached ({reason or exc})"
+    return StoreError(f"the Chroma server at {url} {what}: {_server_hint(cfg, host, port)}")
+
+
+def _probe(cfg: Config, url: str) -> None:
+    """GET the heartbeat with the configured timeout and retries (before chromadb's own calls,
+    which have no timeout); StoreError when the server does not answer."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    tries = cfg.retrieval.server_retries + 1
+    for attempt in range(tries):
+        try:
+            with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=cfg.retrieval.server_timeout_s):
+                return
+        except urllib.error.HTTPError:  # it answered: chromadb reports what it says
+            return
+        except (OSError, TimeoutError) as exc:
+            if attempt + 1 == tries:
+                raise _server_error(cfg, url, exc, tries) from None
+            time.sleep(0.2)
+
+
+def _bound_requests(client: Any, cfg: Config, url: str) -> None:
+    """Give every request of an HttpClient the configured timeout and bounded retries.
+
+    chromadb's HTTP layer (``FastAPI``: one ``httpx.Client`` with no timeout, every call through
+    ``_make_request``) has no setting for either, so both are set on that instance.
+    """
+    import time
+
+    import httpx
+
+    server = getattr(client, "_server", None)
+    session = getattr(server, "_session", None)
+    if not isinstance(session, httpx.Client) or not callable(getattr(server, "_make_request", None)):
+        raise StoreError(
+            "this chromadb version's HTTP client cannot be given a request timeout "
+            "(expected FastAPI._session/_make_request); install the version in requirements/"
+        )
+    session.timeout = httpx.Timeout(cfg.retrieval.server_timeout_s)
+    request = server._make_request
+    tries = cfg.retrieval.server_retries + 1
+
+    def bounded(method: str, path: str, **kwargs: Any) -> Any:
+        for attempt in range(tries):
+            try:
+                return request(method, path, **kwargs)
+            except (httpx.TimeoutException, httpx.NetworkError) as exc:  # requests are idempotent here
+                if attempt + 1 == tries:
+                    raise _server_error(cfg, url, exc, tries) from None
+                time.sleep(0.2)
+        raise AssertionError("unreachable")
+
+    server._make_request = bounded
 
 
 def open_client(cfg: Config) -> Any:
@@ -50,35 +125,30 @@ def open_client(cfg: Config) -> Any:
     from chromadb.config import Settings
 
     settings = Settings(anonymized_telemetry=False, allow_reset=True)
-    url = cfg.retrieval.server_url.strip()
+    url = cfg.retrieval.server_url.strip().rstrip("/")
     if url:
         host, port, ssl = parse_server_url(url)
-        key: tuple = ("http", host, port, ssl)
+        r = cfg.retrieval
+        key: tuple = ("http", host, port, ssl, r.server_timeout_s, r.server_retries)
     else:
         path = cfg.chroma_dir
         key = ("path", str(path))
     with _LOCK:
         if key not in _CLIENTS:
             if url:
+                _probe(cfg, url)
                 try:
                     client = chromadb.HttpClient(host=host, port=port, ssl=ssl, settings=settings)
-                    client.heartbeat()
-                except Exception as exc:  # connection refused, DNS, TLS ...
+                except Exception as exc:  # it answered the heartbeat but not chromadb's handshake
                     raise StoreError(
-                        f"cannot reach the Chroma server at {url} ({exc}); start one with "
-                        f"`chroma run --path DIR --host {host} --port {port}` or clear retrieval.server_url"
-                    ) from exc
+                        f"the Chroma server at {url} refused the client ({exc}): {_server_hint(cfg, host, port)}"
+                    ) from None
+                _bound_requests(client, cfg, url)
             else:
                 path.mkdir(parents=True, exist_ok=True)
                 client = chromadb.PersistentClient(path=str(path), settings=settings)
             _CLIENTS[key] = client
         return _CLIENTS[key]
-
-
-def forget_clients() -> None:
-    """Drop cached clients (tests that restart a server on the same port)."""
-    with _LOCK:
-        _CLIENTS.clear()
 
 
 # --- metadata and filters ------------------------------------------------------------------------
@@ -139,28 +209,51 @@ def build_where(filters: dict[str, Any] | None, exclude_ids: Iterable[str] = ())
 
 # --- collections ---------------------------------------------------------------------------------
 class Store:
-    """The collections of one catalog: ``<retrieval.collection>_<kind>`` (kind: early, text, image ...)."""
+    """The collections of one dataset's catalog: ``<retrieval.collection>.<dataset>.<kind>``
+    (kind: early, text, image ...), so several datasets' catalogs share one Chroma store.
 
-    def __init__(self, cfg: Config) -> None:
+    The prefix has no dots (the config checks it) and no kind has one, so a name maps back to
+    exactly one (prefix, dataset, kind).
+    """
+
+    def __init__(self, cfg: Config, dataset: str = "") -> None:
+        from retrieval.prepare import prepared_name
+
         self.cfg = cfg
+        self.dataset = prepared_name(dataset or cfg.data.dataset)
         self.client = open_client(cfg)
-        self.prefix = cfg.retrieval.collection
+        self.prefix = f"{cfg.retrieval.collection}.{self.dataset}"
         self._cols: dict[str, Any] = {}
 
     def name(self, kind: str) -> str:
-        return f"{self.prefix}_{kind}"
+        return f"{self.prefix}.{kind}"
+
+    def _names(self) -> list[str]:
+        return [c if isinstance(c, str) else c.name for c in self.client.list_collections()]
 
     def kinds(self) -> list[str]:
         """The kinds of this catalog's collections that exist."""
-        names = [c if isinstance(c, str) else c.name for c in self.client.list_collections()]
-        start = f"{self.prefix}_"
-        return sorted(n[len(start) :] for n in names if n.startswith(start))
+        start = f"{self.prefix}."
+        return sorted(
+            n[len(start) :] for n in self._names() if n.startswith(start) and "." not in n[len(start) :]
+        )
+
+    def datasets(self) -> list[str]:
+        """The datasets with an ingested catalog (an ``early`` collection) under this prefix."""
+        start = f"{self.cfg.retrieval.collection}."
+        return sorted(
+            n[len(start) : -len(".early")]
+            for n in self._names()
+            if n.startswith(start) and n.endswith(".early")
+        )
 
     def get(self, kind: str) -> Any | None:
         """The collection, or None when it does not exist."""
         if kind not in self._cols:
             try:
                 self._cols[kind] = self.client.get_collection(self.name(kind), embedding_function=None)
+            except StoreError:
+                raise
             except Exception:  # chromadb raises NotFoundError / ValueError depending on the client
                 return None
         return self._cols[kind]
@@ -178,12 +271,13 @@ class Store:
             ):
                 return col
             self.drop(kind)
-        col = self.client.create_collection(self.name(kind), embedding_function=None, metadata=meta)
+        # get_or_create: a retried request (see _bound_requests) must not fail as "already exists"
+        col = self.client.get_or_create_collection(self.name(kind), embedding_function=None, metadata=meta)
         self._cols[kind] = col
         return col
 
     def drop(self, kind: str) -> None:
-        with contextlib.suppress(Exception):  # already gone
+        if kind in self.kinds():
             self.client.delete_collection(self.name(kind))
         self._cols.pop(kind, None)
 
@@ -280,16 +374,14 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-@contextlib.contextmanager
-def chroma_server(
+def start_chroma_server(
     path: str | Path, host: str = "127.0.0.1", port: int = 0, timeout: float = 60.0
-) -> Iterator[str]:
-    """Run `chroma run --path PATH --host HOST --port PORT` until the block ends; yields its URL.
+) -> tuple[subprocess.Popen, str]:
+    """Start `chroma run --path PATH --host HOST --port PORT`; (process, URL) once it answers.
 
-    Waits for the heartbeat; the server's output goes to PATH/../chroma-server-<port>.log.
+    The server's output goes to PATH/../chroma-server-<port>.log. Stop it with `stop_chroma_server`.
     """
     import shutil
-    import subprocess
     import sys
     import time
     import urllib.request
@@ -311,28 +403,48 @@ def chroma_server(
             env=env,
         )
     url = f"http://{host}:{port}"
+    deadline = time.monotonic() + timeout
     try:
-        deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
                 raise StoreError(f"chroma run exited with {proc.returncode}; see {log_file}")
             try:
                 with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=2) as resp:
                     if resp.status == 200:
-                        break
+                        return proc, url
             except OSError:
                 pass
             if time.monotonic() > deadline:
                 raise StoreError(f"chroma run did not answer within {timeout:.0f} s; see {log_file}")
             time.sleep(0.2)
+    except BaseException:
+        stop_chroma_server(proc, url)
+        raise
+
+
+def stop_chroma_server(proc: subprocess.Popen, url: str) -> None:
+    """Stop a server from `start_chroma_server` (a frozen one too) and forget its clients."""
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGCONT)  # a stopped process only acts on SIGTERM once continued
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    host, port, _ = _parse_url(url)
+    with _LOCK:
+        for key in [k for k in _CLIENTS if k[0] == "http" and k[1] == host and k[2] == port]:
+            del _CLIENTS[key]
+
+
+@contextlib.contextmanager
+def chroma_server(
+    path: str | Path, host: str = "127.0.0.1", port: int = 0, timeout: float = 60.0
+) -> Iterator[str]:
+    """Run `chroma run --path PATH --host HOST --port PORT` until the block ends; yields its URL."""
+    proc, url = start_chroma_server(path, host, port, timeout)
+    try:
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        with _LOCK:
-            for key in [k for k in _CLIENTS if k[0] == "http" and k[1] == host and k[2] == port]:
-                del _CLIENTS[key]
+        stop_chroma_server(proc, url)

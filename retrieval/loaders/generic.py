@@ -27,22 +27,35 @@ SUFFIXES = (".jsonl", ".csv")
 RESERVED = {"movielens-100k", "ml-latest-small", "redial", "raw"}  # builtin datasets, download cache
 
 
+def safe_name(text: str) -> str:
+    """`text` as a folder and Chroma collection name part: letters, digits, '.', '_' and '-'."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+    return re.sub(r"\.{2,}", ".", name).strip("._") or "catalog"  # ".." is not a Chroma name
+
+
 def dataset_name(path: str | Path) -> str:
-    """The prepared dataset's folder name for a catalog file: its stem, made filesystem-safe
-    (with "_catalog" appended when the stem is a builtin dataset's name)."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).stem).strip("._") or "catalog"
+    """The prepared dataset's folder name for a catalog file: its stem, made safe (`safe_name`),
+    with "_catalog" appended when the stem is a builtin dataset's name."""
+    name = safe_name(Path(path).stem)
     return f"{name}_catalog" if name.lower() in RESERVED else name
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: Path, report: CleaningReport) -> str:
+    """The file as text; a line that is not UTF-8 becomes empty (that row is dropped) and is reported."""
     data = path.read_bytes()
     try:
         return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise CatalogError(
-            path, line, "encoding", f"not UTF-8 (byte {data[exc.start]:#04x}); save the file as UTF-8"
-        ) from None
+    except UnicodeDecodeError:
+        pass
+    lines = data.removeprefix(b"\xef\xbb\xbf").split(b"\n")
+    for lineno, raw in enumerate(lines, start=1):
+        try:
+            lines[lineno - 1] = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            detail = f"byte {raw[exc.start]:#04x} at column {exc.start + 1}; save the file as UTF-8"
+            report.add(path, lineno, "", "encoding", "not UTF-8", "dropped_row", detail)
+            lines[lineno - 1] = ""
+    return "\n".join(lines)
 
 
 def _media_path(value: Any, base: Path) -> str:
@@ -81,7 +94,7 @@ def _raw_item(obj: dict[str, Any], path: Path, line: int) -> RawItem:
 
 def _jsonl_rows(path: Path, report: CleaningReport) -> list[RawItem]:
     rows = []
-    for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
+    for lineno, line in enumerate(_read_text(path, report).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -99,7 +112,7 @@ def _jsonl_rows(path: Path, report: CleaningReport) -> list[RawItem]:
 
 
 def _csv_rows(path: Path, report: CleaningReport) -> list[RawItem]:
-    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+    reader = csv.reader(io.StringIO(_read_text(path, report), newline=""))
     header = [h.strip() for h in next(reader, [])]
     for col in ("id", "title"):
         if col not in header:
@@ -130,7 +143,7 @@ def _interactions(path: Path, known: set[str], report: CleaningReport) -> list:
     side = path.with_name(f"{path.stem}.interactions.csv")
     if not side.is_file():
         return []
-    reader = csv.reader(io.StringIO(_read_text(side), newline=""))
+    reader = csv.reader(io.StringIO(_read_text(side, report), newline=""))
     header = [h.strip() for h in next(reader, [])]
     for col in ("user", "item", "rating"):
         if col not in header:

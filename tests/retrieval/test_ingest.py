@@ -134,7 +134,7 @@ def test_media_errors_are_reported_and_the_rest_goes_on(ret_cfg, catalog, tmp_pa
     assert "not an image file" in errs[("e2", "image")]["error"]
     assert str(truncated) in errs[("e3", "audio")]["error"]
     assert report.written == 3  # every item still got its text record
-    store = Store(cfg)
+    store = Store(cfg, "errors-test")
     assert store.count("text") == 3 and set(store.all_ids("image")) == {"e3"} and store.count("audio") == 0
     saved = json.loads(report_path(cfg, "errors-test").read_text())
     assert len(saved["media_errors"]) == 3

@@ -297,12 +297,24 @@ def test_generic_structural_errors(tmp_path):
     no_title.write_text("id,name\n1,x\n", encoding="utf-8")
     with pytest.raises(CatalogError, match=r"a\.csv:1: header: missing column 'title'"):
         load_generic(no_title)
-    latin = tmp_path / "b.csv"
-    latin.write_bytes("id,title\n1,ok\n2,Mis\xe9rables\n".encode("latin-1"))
-    with pytest.raises(CatalogError, match=r"b\.csv:3: encoding: not UTF-8"):
-        load_generic(latin)
     with pytest.raises(DataSourceError, match="catalog file not found"):
         load_generic(tmp_path / "nope.csv")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_non_utf8_row_is_dropped_and_reported(tmp_path, suffix):
+    """One latin-1 byte drops that row (reported with file and line), not the whole catalog."""
+    path = tmp_path / f"b{suffix}"
+    rows = ["1,ok", "2,Mis\xe9rables", "3,fine"]
+    if suffix == ".jsonl":
+        rows = [json.dumps({"id": r[0], "title": r[2:]}, ensure_ascii=False) for r in rows]
+    head = "id,title\n" if suffix == ".csv" else ""
+    path.write_bytes((head + "\n".join(rows) + "\n").encode("latin-1"))
+    ds = load_generic(path)
+    assert [i.id for i in ds.items] == ["1", "3"]
+    (issue,) = ds.report.find(reason="not UTF-8")
+    assert (Path(issue.file).name, issue.line, issue.action) == (path.name, 2 + (suffix == ".csv"), "dropped_row")
+    assert "0xe9" in issue.detail
 
 
 # --- sources -----------------------------------------------------------------------------

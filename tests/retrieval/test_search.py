@@ -113,15 +113,19 @@ def test_search_command_prints_a_table(ret_cfg, ingested, capsys, sample, monkey
                      genre=[], year_min=None, year_max=1999)  # fmt: skip
     assert search_command(ret_cfg, args) == 0
     out = capsys.readouterr().out
-    assert "5 candidates (early fusion)" in out and "score" in out and sample[0].title in out
+    assert "5 candidates from movielens-100k (early fusion)" in out and "score" in out
+    assert sample[0].title in out
     args.image = "/nonexistent.png"
     assert search_command(ret_cfg, args) == 2
-    assert "file not found" in capsys.readouterr().out
+    err = capsys.readouterr()
+    assert "file not found" in err.err and not err.out
 
 
 def test_empty_store_says_to_ingest(ret_cfg, ingested):
     with pytest.raises(RetrievalError, match="fusionrec ingest"):
         Retriever(retrieval_config(["retrieval.collection=nothing_here"]))
+    with pytest.raises(RetrievalError, match=r"'redial' is not ingested .*ingested: movielens-100k\)"):
+        Retriever(ret_cfg, "redial")
 
 
 def test_subset_size(ingested):

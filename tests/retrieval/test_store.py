@@ -52,10 +52,11 @@ def test_client_is_cached_per_path(tmp_path):
 
 def test_server_url_parsing():
     assert parse_server_url("http://127.0.0.1:8123") == ("127.0.0.1", 8123, False)
-    assert parse_server_url("localhost") == ("localhost", 8000, False)
+    assert parse_server_url("http://localhost/") == ("localhost", 8000, False)
     assert parse_server_url("https://chroma.example") == ("chroma.example", 443, True)
-    with pytest.raises(StoreError, match="server_url"):
-        parse_server_url("ftp://x:1")
+    for bad in ("ftp://x:1", "localhost", "notaurl", "http://h:99999", "http://h:1/api"):
+        with pytest.raises(StoreError, match="server_url"):
+            parse_server_url(bad)
 
 
 def test_unreachable_server_says_how_to_start_one(tmp_path):
@@ -118,3 +119,22 @@ def test_ensure_recreates_on_another_model(store):
     assert store.ensure("text", 16, "other-model").metadata["dim"] == 16
     assert store.kinds() == ["text"]
     assert store.get("image") is None and store.query("image", np.ones(4), 3) == []
+
+
+def test_each_dataset_has_its_own_collections(tmp_path):
+    """Names that share a prefix ("a", "a_image", "a.b") never see or drop each other's records."""
+    cfg = make_config("offline", home=tmp_path)
+    stores = {name: Store(cfg, name) for name in ("a", "a_image", "a.b", "ml-100k")}
+    for s in stores.values():
+        s.ensure("text", 8, "m")
+        s.ensure("early", 8, "m")
+    a = stores["a"]
+    assert stores["ml-100k"].dataset == "movielens-100k" and a.name("text") == "catalog.a.text"
+    assert a.datasets() == ["a", "a.b", "a_image", "movielens-100k"]
+    assert all(s.kinds() == ["early", "text"] for s in stores.values())
+    vecs = np.eye(8, dtype=np.float32)[:2]
+    a.upsert("text", ["1", "2"], vecs, [item_metadata(i, "h", "m") for i in _items()[:2]])
+    a.drop("early")
+    assert a.kinds() == ["text"] and a.count("text") == 2
+    assert [stores[n].count("text") for n in ("a_image", "a.b")] == [0, 0]
+    assert stores["a_image"].kinds() == ["early", "text"]
