@@ -5,7 +5,8 @@
 (streamed text pieces), ``explanation`` (the checked Explanation; it REPLACES the streamed text,
 which may have failed the fact check), ``message`` (the reply text), ``error`` (a clear reply; the
 session goes on) and finally ``done`` (timings). Bad turns (empty, oversized, unreadable
-attachment) get an ``error`` event and leave the state as it was.
+attachment) and failed ones (an unreachable store, ...) get an ``error`` event naming what failed
+and leave the state as it was; a failure's traceback goes to the log file only.
 """
 
 from __future__ import annotations
@@ -22,24 +23,33 @@ from typing import Any, Literal
 import numpy as np
 
 from agent import dialogue
-from agent.checkpoint import RECIPE_FILE, base_model, training_prompt
-from agent.config import SCORINGS
+from agent.checkpoint import RECIPE_FILE, base_model, trained_to_explain, training_prompt
+from agent.config import RANKERS
 from agent.explain import ExplainResult, check_explanation, stream_explanation
 from agent.projector import Projectors
-from agent.prompt import AttachmentInput, RankPrompt, build_rank_prompt, constraints_text, load_template
+from agent.prompt import (
+    AttachmentInput,
+    RankPrompt,
+    build_rank_prompt,
+    constraints_text,
+    load_template,
+    wanted_text,
+)
 from agent.rank import label_logprobs, label_prior, ordered_ranking, rank_generative, rank_verbalizer
 from agent.residual import Residual, mix
 from agent.softtokens import placeholder_id
+from fusionrec import logs
 from fusionrec.config import Config
+from fusionrec.text import one_line
 from fusionrec.types import Attachment, Candidate, DialogueState, Item, Ranking, Turn
 from retrieval.collaborative import TABLE_FILE, load_table, with_collab
+from retrieval.config import parse_server_url
 from retrieval.prior import PRIOR_FILE, Prior, standardise
 
 log = logging.getLogger(__name__)
 
 EventKind = Literal["retrieved", "ranked", "explanation_token", "explanation", "message", "error", "done"]
 EVENT_KINDS = ("retrieved", "ranked", "explanation_token", "explanation", "message", "error", "done")
-RANKERS = ("verbalizer", "generative")
 
 
 @dataclass
@@ -107,12 +117,10 @@ class Agent:
 
         self.cfg = cfg
         acfg = cfg.agent
-        if acfg.ranker not in RANKERS:
-            raise AgentError(f"agent.ranker={acfg.ranker!r}: expected one of {', '.join(RANKERS)}")
-        if acfg.scoring not in SCORINGS:
-            raise AgentError(f"agent.scoring={acfg.scoring!r}: expected one of {', '.join(SCORINGS)}")
-        if not 0 < acfg.num_candidates <= 20:
-            raise AgentError(f"agent.num_candidates={acfg.num_candidates}: expected 1..20 (labels A..T)")
+        try:
+            acfg.check()  # load_config checks too; a config changed in code is checked here
+        except ValueError as exc:
+            raise AgentError(str(exc)) from None
         self.adapter, self.adapter_note = resolve_adapter(cfg)
         if self.adapter is not None:
             _use_training_prompt(acfg, self.adapter)
@@ -130,6 +138,9 @@ class Agent:
             if not folder.is_dir():
                 raise AgentError(f"agent.adapter={acfg.adapter!r}: no such checkpoint folder")
             self.model = load_adapter(model, folder)
+            # a ranking-only LoRA degrades free text (docs/results/ml100k.md): explain with the base LLM
+            with_adapter = {"adapter": True, "base": False}.get(acfg.explain_with, trained_to_explain(folder))
+            self.explainer = self.model if with_adapter else model
             self.projectors = Projectors.load(folder, expect_out_dim=hidden)
             self.collab = load_table(folder / TABLE_FILE)  # collaborative item vectors, if trained with them
             try:
@@ -140,7 +151,7 @@ class Agent:
             if (self.residual is None) != (self.prior is None):
                 raise AgentError(f"{folder}: residual.json and prior.json come together (one is missing)")
         else:
-            self.model = model
+            self.model = self.explainer = model
             token_norm = float(model.get_input_embeddings().weight.detach().float().norm(dim=-1).mean())
             self.projectors = Projectors(hidden, seed=acfg.seed, init_norm=token_norm)
             self.collab = {}
@@ -328,7 +339,7 @@ class Agent:
         titles, genres = self.catalog()
         pieces = []
         for piece in stream_explanation(
-            self.model,
+            self.explainer,
             self.tokenizer,
             item,
             request,
@@ -448,11 +459,15 @@ class Agent:
             yield Event("error", {"message": problem})
             yield Event("done", {"seconds": time.perf_counter() - t0, "ok": False})
             return
+        before = copy.deepcopy(state)
         try:
             yield from self._respond(state, turn, attachments, t0, timings)
-        except Exception as exc:  # the session goes on; the reply says what failed
-            log.exception("turn failed")
-            yield Event("error", {"message": f"Sorry, I could not answer that: {exc}"})
+        except Exception as exc:  # the session goes on as before the turn; the reply says what failed
+            logs.log_traceback(log, "turn failed")  # the traceback: log file only
+            for name in vars(before):
+                setattr(state, name, getattr(before, name))
+            message = f"Sorry, I could not answer that: {failure_text(exc, self.cfg)}"
+            yield Event("error", {"message": message})
             yield Event("done", {"seconds": time.perf_counter() - t0, "ok": False, "timings": timings})
 
     def _respond(
@@ -473,6 +488,8 @@ class Agent:
         for key, word in (("disliked", "not"), ("liked", "more like")):
             update.notes += [f"{word} {self.retriever.item(i).title}" for i in feedback[key]]
         query = self._query_text(state, text)
+        if update.language:  # the text encoder reads English: search with what was understood, too
+            query = ". ".join(x for x in (wanted_text(state), query) if x)
         candidates = self._retrieve(query, attachments, state, feedback["query_item"])
         timings["retrieve_s"] = time.perf_counter() - t0
         yield Event(
@@ -521,6 +538,46 @@ class Agent:
         state.turns.append(Turn("assistant", reply))
         yield Event("message", {"text": reply})
         yield Event("done", {"seconds": time.perf_counter() - t0, "ok": True, "timings": timings})
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and the exceptions it was raised from or while handling, outermost first."""
+    seen: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in seen:
+        seen.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return seen
+
+
+_HTTP_CLIENTS = {"httpx", "httpcore", "urllib3", "requests"}
+
+
+def _network_problem(exc: BaseException) -> bool:
+    """A refused, reset or timed-out connection (the socket's own errors or an HTTP client's)."""
+    module = type(exc).__module__.partition(".")[0]
+    return isinstance(exc, ConnectionError | TimeoutError) or module in _HTTP_CLIENTS
+
+
+def failure_text(exc: BaseException, cfg: Config) -> str:
+    """One line naming what failed in a turn: the project's own error message when one was raised
+    (it names the file, key or URL), else the exception's type and text; a connection problem with
+    a Chroma server names `retrieval.server_url` and how to start a server."""
+    chain = _chain(exc)
+    ours = next((e for e in chain if logs.is_project_error(e)), None)
+    text = one_line(str(ours) if ours is not None else f"{type(exc).__name__}: {exc}", limit=300)
+    url = cfg.retrieval.server_url.strip()
+    if url and any(_network_problem(e) for e in chain) and not (url in text and "chroma run" in text):
+        try:
+            host, port, _ = parse_server_url(url)
+        except ValueError:
+            host, port = "localhost", 8000
+        where = "" if host in {"localhost", "127.0.0.1"} else f" --host {host}"
+        text = (
+            f"cannot reach the Chroma server at {url} (retrieval.server_url; {text}); "
+            f"start one with: chroma run --path {cfg.chroma_dir}{where} --port {port}"
+        )
+    return text
 
 
 def summary_text(shown: Sequence[Candidate], notes: Sequence[str] = ()) -> str:

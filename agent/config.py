@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+from retrieval.config import check_range
+
 SCORINGS = ("listwise", "pointwise")  # how the verbalizer reads the candidates' scores (agent.scoring)
+RANKERS = ("verbalizer", "generative")  # agent.ranker
+EXPLAINERS = ("auto", "adapter", "base")  # agent.explain_with
+LIMITS: dict[str, tuple[float, float]] = {  # key -> (lowest, highest) accepted value
+    "num_candidates": (1, 20),  # labels A..T
+    "show_top_k": (1, 20),
+    "explain_top_k": (0, 20),
+    "max_new_tokens": (1, 1024),
+    "max_prompt_tokens": (64, 131_072),
+    "max_message_chars": (1, 100_000),
+    "overview_chars": (0, 10_000),
+    "retrieval_weight": (0, 1000),
+    "chat_retrieval_weight": (0, 1000),
+    "seed": (0, math.inf),
+    "repetition_penalty": (1.0, 10.0),
+    "query_turns": (0, 100),
+    "torch_threads": (0, 1024),
+    "max_attachment_mb": (1, 10_240),
+}
 
 
 @dataclass
@@ -21,6 +42,7 @@ class AgentConfig:
     max_prompt_tokens: int = 1536  # dialogue is trimmed (oldest first), then overviews shortened, to fit
     max_message_chars: int = 2000  # longer user messages are refused with a clear reply
     adapter: str = "shipped"  # finetune checkpoint folder (LoRA + projectors + prior); "shipped" = the adapter in agent/adapters/ when it fits the LLM; "" = none (zero-shot)
+    explain_with: str = "auto"  # explanations: auto (the adapter if it was trained to explain, else the base LLM) | adapter | base
     chat_retrieval_weight: float = 1.0  # residual ranker in a chat: weight of the standardised retrieval score added to the prior
     overview_chars: int = 200  # overview characters per candidate in the ranking prompt (0 = titles only)
     seed: int = 0  # seed of freshly initialised projectors (when no adapter is given)
@@ -29,3 +51,11 @@ class AgentConfig:
     query_turns: int = 2  # earlier user messages added to the retrieval query (keeps the topic)
     torch_threads: int = 0  # >0: torch.set_num_threads(n) at Agent start (1 is fastest on a busy shared CPU)
     max_attachment_mb: int = 25  # larger uploads are refused with a clear reply
+
+    def check(self) -> None:
+        """Raise ValueError naming the key and its value when a setting is unknown or out of range."""
+        for key, known in (("ranker", RANKERS), ("scoring", SCORINGS), ("explain_with", EXPLAINERS)):
+            if getattr(self, key) not in known:
+                raise ValueError(f"agent.{key}={getattr(self, key)!r}: expected one of {', '.join(known)}")
+        for key, (low, high) in LIMITS.items():
+            check_range(f"agent.{key}", getattr(self, key), low, high)

@@ -4,7 +4,10 @@
 westerns"; hint words such as "funny" or "kids" only count when refused: "nothing scary"), years ("from the 90s", "after 2000", "before 1980", "between 1980 and 1990",
 "something newer" = above the median year of the items just shown, "something older"), and
 references to the items just shown ("not that one", "not the first" -> dislike; "more like the
-second" -> like, and that item becomes the query). `apply_update` folds it into the DialogueState.
+second" -> like, and that item becomes the query). A message in German, French, Spanish or Chinese
+is read with that language's words too (`agent.lexicon`: "keinen Horror", "des années 90",
+"不要恐怖片"); a non-English message gets `language` and notes of its language and of the words
+that were not understood. `apply_update` folds it into the DialogueState.
 Genres refused accumulate; genres asked for replace the previous wish; years replace earlier bounds.
 """
 
@@ -16,7 +19,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent import multilingual
 from agent.genres import LOOSE, find_genres
+from agent.language import ENGLISH, detect_language
+from agent.lexicon import LEXICONS, Lexicon
 from fusionrec.types import DialogueState
 
 ORDINALS = {
@@ -82,6 +88,7 @@ class DialogueUpdate:
     like: list[int] = field(default_factory=list)  # 1-based positions in the last answer (-1 = last)
     dislike: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what was understood, for the reply and logs
+    language: str | None = None  # ISO 639-1 code of a non-English message ("de", "zh"); None: English
 
     def empty(self) -> bool:
         return not (
@@ -126,6 +133,10 @@ def parse_turn(
     """The constraints and feedback in one user message (`shown_years`: years of the items just shown)."""
     up = DialogueUpdate()
     text = text or ""
+    catalog = tuple(catalog_genres)
+    lang = detect_language(text)
+    lex = LEXICONS.get(lang)
+    up.language = None if lang == ENGLISH else lang
     refs = text
     for m in _DISLIKE.finditer(text):
         up.dislike.append(_ref_position(m))
@@ -133,47 +144,29 @@ def parse_turn(
     for m in _LIKE.finditer(refs):
         up.like.append(_ref_position(m))
     # genres (reference phrases removed so "not the first" is not read as a refusal of anything)
-    wanted, refused = _genres(refs, catalog_genres)
-    up.include_genres, up.exclude_genres = wanted, refused
-    if _ANY_GENRE.search(text):
-        up.clear_genres = True
-    # years
-    if _ANY_YEAR.search(text):
-        up.clear_years = True
-    if m := _BETWEEN.search(text):
-        lo, hi = sorted((int(m.group(1)), int(m.group(2))))
-        up.year_min, up.year_max = lo, hi
+    if lex is not None:
+        wanted, refused = multilingual.genres(refs, catalog, lex, _NEGATION, _CLAUSE)
     else:
-        for m in _AFTER.finditer(text):
-            word, year = m.group(1).lower(), int(m.group(2))
-            inclusive = word.startswith(("since", "from")) or bool(
-                re.search(r"on|later|\+", m.group(0)[len(word) :])
-            )
-            if word == "from" and not re.search(r"on|later|\+", m.group(0)):
-                continue  # "from 1995" alone is a single year (below)
-            up.year_min = year if inclusive else year + 1
-        for m in _BEFORE.finditer(text):
-            word, year = m.group(1).lower(), int(m.group(2))
-            up.year_max = year if word.startswith(("until", "up")) else year - 1
-        if up.year_min is None and up.year_max is None:
-            single = _IN_YEAR.search(text) or re.search(rf"\bfrom\s+{_YEAR}\b", text, re.IGNORECASE)
-            if single:
-                up.year_min = up.year_max = int(single.group(1))
-        if up.year_min is None and up.year_max is None:
-            decade = None
-            if m := _DECADE.search(text):
-                digits = m.group(1)
-                decade = int(digits + "0") if len(digits) == 3 else 1900 + int(digits) * 10
-            elif m := _DECADE_WORD.search(text):
-                decade = DECADE_WORDS[m.group(1).lower()]
-            if decade is not None:
-                up.year_min, up.year_max = decade, decade + 9
+        wanted, refused = _genres(refs, catalog)
+    ignored: set[str] = set()
+    if up.language and lex is None:  # negations in this language are unknown: a wish could be a refusal
+        ignored, wanted = wanted, set()
+    up.include_genres, up.exclude_genres = wanted, refused
+    if _ANY_GENRE.search(text) or (lex is not None and multilingual.any_genre(text, lex)):
+        up.clear_genres = True
+    _years(text, up, lex)
     median = _median_year(shown_years)
     if up.year_min is None and up.year_max is None and median is not None:
         if _NEWER.search(text):
+            direction: str | None = "newer"
+        elif _OLDER.search(text):
+            direction = "older"
+        else:
+            direction = multilingual.relative(text, lex) if lex is not None else None
+        if direction == "newer":
             up.year_min, up.relative_years = median + 1, True
             up.notes.append(f"newer than {median} (the median year of what I showed)")
-        elif _OLDER.search(text):
+        elif direction == "older":
             up.year_max, up.relative_years = median - 1, True
             up.notes.append(f"older than {median} (the median year of what I showed)")
     if up.include_genres:
@@ -182,7 +175,63 @@ def parse_turn(
         up.notes.append("no " + ", ".join(sorted(up.exclude_genres)))
     if up.year_min is not None or up.year_max is not None:
         up.notes.append(f"years {up.year_min or '...'}-{up.year_max or '...'}")
+    if up.language:
+        _language_notes(up, text, catalog, lex, ignored)
     return up
+
+
+def _years(text: str, up: DialogueUpdate, lex: Lexicon | None) -> None:
+    """Year bounds: the English phrases, else those of the message's language (`lex`)."""
+    if _ANY_YEAR.search(text) or (lex is not None and multilingual.any_year(text, lex)):
+        up.clear_years = True
+    if m := _BETWEEN.search(text):
+        lo, hi = sorted((int(m.group(1)), int(m.group(2))))
+        up.year_min, up.year_max = lo, hi
+        return
+    for m in _AFTER.finditer(text):
+        word, year = m.group(1).lower(), int(m.group(2))
+        inclusive = word.startswith(("since", "from")) or bool(
+            re.search(r"on|later|\+", m.group(0)[len(word) :])
+        )
+        if word == "from" and not re.search(r"on|later|\+", m.group(0)):
+            continue  # "from 1995" alone is a single year (below)
+        up.year_min = year if inclusive else year + 1
+    for m in _BEFORE.finditer(text):
+        word, year = m.group(1).lower(), int(m.group(2))
+        up.year_max = year if word.startswith(("until", "up")) else year - 1
+    if up.year_min is None and up.year_max is None:
+        single = _IN_YEAR.search(text) or re.search(rf"\bfrom\s+{_YEAR}\b", text, re.IGNORECASE)
+        if single:
+            up.year_min = up.year_max = int(single.group(1))
+    if up.year_min is None and up.year_max is None:
+        decade = None
+        if m := _DECADE.search(text):
+            digits = m.group(1)
+            decade = int(digits + "0") if len(digits) == 3 else 1900 + int(digits) * 10
+        elif m := _DECADE_WORD.search(text):
+            decade = DECADE_WORDS[m.group(1).lower()]
+        if decade is not None:
+            up.year_min, up.year_max = decade, decade + 9
+    if up.year_min is None and up.year_max is None and lex is not None:
+        up.year_min, up.year_max, _ = multilingual.years(text, lex)
+
+
+def _language_notes(
+    up: DialogueUpdate, text: str, catalog: Sequence[str], lex: Lexicon | None, ignored: set[str]
+) -> None:
+    """Notes for a non-English message: its language first, then what could not be used or read."""
+    up.notes.insert(0, f"language: {up.language}")
+    if ignored:
+        up.notes.append(f"genre words not used (I cannot read negations in {up.language}): "
+                        + ", ".join(sorted(ignored)))  # fmt: skip
+    spans = [multilingual.Span(m.start, m.end) for m in find_genres(text, catalog)]
+    for pattern in (_NEGATION, _DISLIKE, _LIKE, _BETWEEN, _AFTER, _BEFORE, _IN_YEAR, _DECADE, _DECADE_WORD,
+                    _NEWER, _OLDER, _ANY_YEAR, _ANY_GENRE):  # fmt: skip
+        spans += [multilingual.Span(m.start(), m.end()) for m in pattern.finditer(text)]
+    if lex is not None:
+        spans += multilingual.read_spans(text, catalog, lex, _NEGATION)
+    if unknown := multilingual.unread(text, lex, spans):
+        up.notes.append("not understood: " + ", ".join(unknown))
 
 
 def _resolve(state: DialogueState, position: int) -> str | None:

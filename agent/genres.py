@@ -44,6 +44,7 @@ class GenreMention:
     word: str  # the word as found (lower case)
     start: int
     end: int
+    loose: bool = False  # a hint word ("lustig" is not, "gruselig" is): see LOOSE and agent.lexicon
 
 
 def canonical(genre: str, catalog_genres: Iterable[str] = ()) -> str:

@@ -166,6 +166,21 @@ def constraints_text(state: DialogueState | None, titles: dict[str, str] | None 
     return "; ".join(parts) or "none"
 
 
+def wanted_text(state: DialogueState) -> str:
+    """What the user asked for, in English and positive terms only ("Comedy, Sci-Fi films from 1990 to
+    1999"): the search text of a non-English turn (refused genres are filters, not words to match)."""
+    if not state.include_genres and state.year_min is None and state.year_max is None:
+        return ""
+    words = [", ".join(sorted(state.include_genres)), "films"] if state.include_genres else ["films"]
+    if state.year_min is not None and state.year_max is not None:
+        words.append(f"from {state.year_min} to {state.year_max}")
+    elif state.year_min is not None:
+        words.append(f"from {state.year_min} or later")
+    elif state.year_max is not None:
+        words.append(f"from {state.year_max} or earlier")
+    return " ".join(words)
+
+
 # --- the ranking prompt ------------------------------------------------------------------------------
 @dataclass
 class SoftInput:

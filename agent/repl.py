@@ -9,13 +9,18 @@ when they are missing.
 from __future__ import annotations
 
 import argparse
+import logging
 import shlex
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from fusionrec import logs
 from fusionrec.config import Config
+from fusionrec.text import one_line, printable
 from fusionrec.types import Attachment, DialogueState, Turn
+
+log = logging.getLogger(__name__)
 
 HELP = """Type what you would like to watch. Commands:
   /image PATH [text]   attach an image (sent with the text, or with your next message)
@@ -56,11 +61,12 @@ class Repl:
         self.pending: list[Attachment] = []
 
     def say(self, text: str = "", end: str = "\n") -> None:
-        print(text, end=end, file=self.out, flush=True)
+        """Print `text` with terminal escapes and control characters removed (it may echo the user's)."""
+        print(printable(text), end=end, file=self.out, flush=True)
 
     def handle(self, line: str) -> bool:
         """Process one input line; False when the user quits."""
-        line = line.strip()
+        line = printable(line).strip()
         if not line.startswith("/"):
             self.send(line)
             return True
@@ -165,15 +171,18 @@ def run_repl(cfg: Config, args: argparse.Namespace, out: TextIO = sys.stdout, ag
     if getattr(args, "prepare", False):
         prepare_all(cfg)
     if agent is None:
-        from agent.agent import Agent, AgentError
+        from agent.agent import Agent
 
         print("loading models ...", file=sys.stderr, flush=True)
         try:
             agent = Agent(cfg)
             agent.retriever  # noqa: B018 - fail early when the index is missing
-        except (AgentError, RuntimeError, FileNotFoundError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            print("hint: `fusionrec chat --prepare` prepares models, data and the index", file=sys.stderr)
+        except Exception as exc:  # a missing index, model or adapter; an internal error goes up to the CLI
+            if not logs.is_user_error(exc):
+                raise
+            logs.log_traceback(log, "loading the agent failed")
+            print(f"error: {one_line(str(exc))}; `fusionrec chat --prepare` prepares models, data and the index",
+                  file=sys.stderr)  # fmt: skip
             return 2
     repl = Repl(agent, out)
     messages = list(getattr(args, "message", []) or [])

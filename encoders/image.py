@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from encoders.media import MediaError
+from encoders.media import MediaError, open_image_checked
 from encoders.text import TextEncoder, l2_normalise
 
 TIMM_PREFIX = "timm:"
@@ -57,21 +57,31 @@ def imagenet_names() -> tuple[str, ...]:
 
 
 # --- images --------------------------------------------------------------------------------------
-def open_image(path: str | Path) -> Any:
-    """An RGB PIL image (EXIF rotation applied); MediaError naming the file if it cannot be read."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+DECODE_FACTOR = 4  # images are decoded with a short side of at most this many times the model input
+
+
+def open_image(path: str | Path, min_side: int = 0) -> Any:
+    """An RGB PIL image (EXIF rotation applied); MediaError naming the file if it cannot be read.
+
+    Images over the pixel limit (`encoders.media.max_image_megapixels`) are refused from the header,
+    before any decode. With `min_side`, an image whose short side is longer is decoded at reduced
+    size (JPEG DCT scaling, then a bicubic thumbnail) to a short side of about `min_side`, so peak
+    memory stays bounded; smaller images are decoded exactly as they are.
+    """
+    from PIL import ImageOps
 
     p = Path(path)
     if not p.is_file():
         raise MediaError(p, "file not found")
-    try:
-        with Image.open(p) as img:
-            img = ImageOps.exif_transpose(img)
-            return img.convert("RGB")
-    except UnidentifiedImageError:
-        raise MediaError(p, "not an image file") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise MediaError(p, f"corrupt or truncated image ({exc})") from None
+    with open_image_checked(p) as img:
+        w, h = img.size
+        if min_side and min(w, h) > min_side:
+            scale = min_side / min(w, h)
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            img.draft(None, size)  # JPEG: decode at 1/2, 1/4 or 1/8 scale, still at least `size`
+            img.thumbnail(size)
+        ImageOps.exif_transpose(img, in_place=True)
+        return img.convert("RGB")  # a new image: it outlives the closed file
 
 
 @dataclass
@@ -95,6 +105,7 @@ class ImageEncoder:
     device: str
     batch_size: int = 32
     class_names: tuple[str, ...] = ()
+    input_side: int = 224  # the model's input resolution (images decode at DECODE_FACTOR times it)
 
     # subclasses implement these two
     def _forward(
@@ -118,7 +129,9 @@ class ImageEncoder:
             with torch.inference_mode():
                 for i in range(0, len(paths), self.batch_size):
                     chunk = paths[i : i + self.batch_size]
-                    batch = torch.stack([self._preprocess(open_image(p)) for p in chunk]).to(self.device)
+                    side = DECODE_FACTOR * self.input_side
+                    images = [self._preprocess(open_image(p, min_side=side)) for p in chunk]
+                    batch = torch.stack(images).to(self.device)
                     for out, value in zip(parts, self._forward(batch, text, probs), strict=True):
                         if value is not None:
                             out.append(value.float().cpu().numpy())
@@ -271,7 +284,7 @@ class TimmImageEncoder(ImageEncoder):
             self.class_names = self.class_texts = tuple(names)
         else:
             raise ValueError(f"{cfg_file}: {num_classes} classes need a 'class_names' list of that length")
-        self.transform = _timm_transform(self.config, self.model)
+        self.transform, self.input_side = _timm_transform(self.config, self.model)
         self.dim = int(self.model.num_features)
         self.text_encoder = text_encoder
         self.text_dim = text_encoder.dim if text_encoder is not None else num_classes
@@ -312,7 +325,8 @@ class TimmImageEncoder(ImageEncoder):
         return self.text_encoder.encode(list(texts))
 
 
-def _timm_transform(config: dict[str, Any], model: Any) -> Any:
+def _timm_transform(config: dict[str, Any], model: Any) -> tuple[Any, int]:
+    """The eval transform and the input side (the larger of height and width)."""
     import timm.data
 
     wanted = {
@@ -321,7 +335,8 @@ def _timm_transform(config: dict[str, Any], model: Any) -> Any:
         if k in config
     }
     data_cfg = timm.data.resolve_data_config(wanted, model=model)
-    return timm.data.create_transform(**data_cfg, is_training=False)
+    side = max(int(x) for x in data_cfg["input_size"][-2:])
+    return timm.data.create_transform(**data_cfg, is_training=False), side
 
 
 # --- open_clip -----------------------------------------------------------------------------------
@@ -395,6 +410,8 @@ class ClipImageEncoder(ImageEncoder):
         self.device, self.batch_size, self.model_id = str(device), batch_size, model_id
         self.text_tower = ClipTextEncoder(model, tokenizer, self.device, model_id)
         self.dim = self.text_dim = self.text_tower.dim
+        size = getattr(getattr(model, "visual", None), "image_size", 224)
+        self.input_side = max(size) if isinstance(size, (tuple, list)) else int(size)
         self.class_names = imagenet_names()
         self._class_matrix: np.ndarray | None = None
 

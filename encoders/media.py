@@ -2,8 +2,14 @@
 
 `validate(path, kind)` checks an upload before any model sees it and returns an `Attachment`;
 every problem raises `MediaError`, whose message is "<path>: <reason>". Images are checked with
-Pillow (verify, then a full decode); audio and video with ffprobe (is there a stream of that kind)
-and ffmpeg (does it decode without errors). Only light imports at module level.
+Pillow: the pixel count from the header first (`max_image_megapixels()`, so a small file that
+expands to gigabytes is refused before any decode), then verify, then a decode (JPEGs at 1/8
+scale, which still reads the whole stream); audio and video with ffprobe (is there a stream of
+that kind) and ffmpeg (does it decode without errors). Only light imports at module level.
+
+The pixel limit is process-wide, like Pillow's own `Image.MAX_IMAGE_PIXELS`, which `pillow()`
+keeps equal to it (Pillow then refuses more than twice the limit anywhere in the process, and its
+DecompressionBombWarning is silenced: every path here refuses over the limit with a MediaError).
 """
 
 from __future__ import annotations
@@ -13,6 +19,10 @@ import mimetypes
 import re
 import shutil
 import subprocess
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +30,7 @@ from fusionrec.types import Attachment
 
 KINDS = ("image", "audio", "video")
 DEFAULT_MAX_BYTES = 25 * 2**20
+DEFAULT_MAX_MEGAPIXELS = 40.0  # 40 MP = 120 MB decoded as RGB; the default of models.max_image_megapixels
 INSTALL_FFMPEG = "install ffmpeg (apt-get install ffmpeg)"
 
 _IMAGE_EXT = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
@@ -35,6 +46,81 @@ class MediaError(ValueError):
         self.path = Path(path)
         self.reason = reason
         super().__init__(f"{path}: {reason}")
+
+
+# --- image pixel limit ---------------------------------------------------------------------------
+_max_megapixels = DEFAULT_MAX_MEGAPIXELS
+
+
+def set_max_image_megapixels(megapixels: float) -> None:
+    """Set the process-wide image pixel limit (`models.max_image_megapixels`), Pillow's included."""
+    global _max_megapixels
+    value = float(megapixels)
+    if not value > 0:
+        raise ValueError(f"max_image_megapixels must be > 0 (got {megapixels!r})")
+    _max_megapixels = value
+    if "PIL.Image" in sys.modules:  # else `pillow()` applies it on first use: no import here
+        pillow()
+
+
+def max_image_megapixels() -> float:
+    """The process-wide image pixel limit in megapixels (default `DEFAULT_MAX_MEGAPIXELS`)."""
+    return _max_megapixels
+
+
+def pillow() -> Any:
+    """`PIL.Image`, with MAX_IMAGE_PIXELS equal to the pixel limit and its bomb warning silenced."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = int(_max_megapixels * 1e6)
+    bomb = Image.DecompressionBombWarning
+    if not any(f[0] == "ignore" and f[2] is bomb for f in warnings.filters):
+        warnings.filterwarnings("ignore", category=bomb)  # over the limit is a MediaError here
+    return Image
+
+
+def _too_many_pixels(p: Path, pixels: int, size: tuple[int, int] | None = None) -> MediaError:
+    dims = f"{size[0]}x{size[1]} = " if size else ""
+    return MediaError(
+        p, f"image too large ({dims}{pixels / 1e6:.1f} megapixels > limit {_max_megapixels:g} megapixels)"
+    )
+
+
+def _bomb(p: Path, exc: Exception) -> MediaError:
+    """A MediaError for Pillow's own DecompressionBombError/Warning (its message has the pixel count)."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    if found:
+        return _too_many_pixels(p, int(found.group(1)))
+    return MediaError(p, f"image too large (over the limit of {_max_megapixels:g} megapixels)")
+
+
+@contextmanager
+def open_image_checked(path: str | Path) -> Iterator[Any]:
+    """`Image.open` (header only) after the pixel limit; Pillow's errors become MediaError.
+
+    Inside the block, decoding errors (truncation, corruption, pixel bombs in later frames) are
+    converted too. The image is closed on leaving.
+    """
+    from PIL import UnidentifiedImageError
+
+    Image = pillow()
+    p = Path(path)
+    try:
+        with Image.open(p) as img:
+            w, h = img.size
+            if w * h > _max_megapixels * 1e6:
+                raise _too_many_pixels(p, w * h, (w, h))
+            yield img
+    except UnidentifiedImageError:
+        raise _wrong_kind(p, "image") if p.is_file() else MediaError(p, "file not found") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _bomb(p, exc) from None
+    except FileNotFoundError:
+        raise MediaError(p, "file not found") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, MediaError):
+            raise
+        raise MediaError(p, f"corrupt or truncated image ({exc})") from None
 
 
 # --- ffmpeg / ffprobe ----------------------------------------------------------------------------
@@ -237,19 +323,13 @@ def _wrong_kind(p: Path, kind: str) -> MediaError:
 
 
 def _check_image(p: Path) -> None:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(p) as img:
-            img.verify()
-        with Image.open(p) as img:
-            img.load()
-    except UnidentifiedImageError:
-        raise _wrong_kind(p, "image") from None
-    except Image.DecompressionBombError as exc:
-        raise MediaError(p, f"image has too many pixels ({exc})") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise MediaError(p, f"corrupt or truncated image ({exc})") from None
+    """Pixel limit (header), structure (verify), then a decode; JPEGs decode at 1/8 scale."""
+    with open_image_checked(p) as img:
+        img.verify()
+    with open_image_checked(p) as img:
+        if img.format == "JPEG":  # DCT scaling: the whole stream is still read, 1/64 of the memory
+            img.draft(None, (max(1, img.width // 8), max(1, img.height // 8)))
+        img.load()
 
 
 def _check_stream(p: Path, kind: str) -> None:

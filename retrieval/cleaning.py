@@ -207,7 +207,11 @@ def check_media(path: Path, kind: str) -> tuple[str, str]:
     if size == 0:
         return "empty file", str(path)
     if kind == "image":
-        from PIL import Image, UnidentifiedImageError
+        from PIL import UnidentifiedImageError
+
+        from encoders.media import pillow
+
+        Image = pillow()  # noqa: N806 (Pillow with the configured pixel limit, its warning silenced)
 
         try:
             with Image.open(path) as im:

@@ -10,6 +10,7 @@ registered as it is first shown (nothing else on disk becomes reachable).
 from __future__ import annotations
 
 import argparse
+import logging
 import socket
 import sys
 from collections.abc import Iterator
@@ -19,8 +20,11 @@ from urllib.parse import quote
 
 import gradio as gr
 
+from fusionrec import logs
 from fusionrec.config import Config
+from fusionrec.text import one_line
 from ui.cards import CSS, JS_ON_LOAD, render_cards
+from ui.config import parse_auth
 from ui.session import (
     Session,
     chat_value,
@@ -39,6 +43,7 @@ INTRO = (
     "or record your voice. Rate the cards (✔ Like / ✕ Not this); open **why this?** for the evidence."
 )
 _served: set[str] = set()
+log = logging.getLogger(__name__)
 
 
 def poster_url(path: str) -> str | None:
@@ -178,16 +183,6 @@ def build_app(cfg: Config, agent: Any) -> Any:
 
 
 # --- serving ----------------------------------------------------------------------------------------
-def parse_auth(text: str) -> tuple[str, str] | None:
-    """'user:pass' -> (user, pass); '' -> None; anything else is a ValueError naming the problem."""
-    if not text:
-        return None
-    user, sep, password = text.partition(":")
-    if not sep or not user or not password:
-        raise ValueError(f"--auth {text!r}: expected user:pass with both parts non-empty")
-    return user, password
-
-
 def free_port(host: str) -> int:
     """A port that is free on `host` right now."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
@@ -230,7 +225,7 @@ def serve(cfg: Config, args: argparse.Namespace) -> int:
     host = args.host or cfg.ui.host
     port = cfg.ui.port if args.port is None else int(args.port)
     try:
-        auth = parse_auth(args.auth if args.auth is not None else cfg.ui.auth)
+        auth = parse_auth(cfg.ui.auth) if args.auth is None else parse_auth(args.auth, "--auth")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -239,10 +234,12 @@ def serve(cfg: Config, args: argparse.Namespace) -> int:
     print(f"loading models ({cfg.models.profile}) and the catalog index ...", file=sys.stderr, flush=True)
     try:
         agent = load_agent(cfg)
-    except Exception as exc:  # no index, missing models: say what to run
-        print(f"error: {exc}", file=sys.stderr)
-        print("hint: `fusionrec chat --prepare` (or `make prepare`) prepares models, data and the index",
-              file=sys.stderr)  # fmt: skip
+    except Exception as exc:  # no index, missing models: say what to run; an internal error goes up
+        if not logs.is_user_error(exc):
+            raise
+        logs.log_traceback(log, "loading the agent failed")
+        print(f"error: {one_line(str(exc))}; `fusionrec chat --prepare` (or `make prepare`) prepares "
+              "models, data and the index", file=sys.stderr)  # fmt: skip
         return 2
     demo = launch(cfg, agent, host, port, auth)
     print(f"FusionRec is serving at http://{host}:{port} (Ctrl+C stops it)", flush=True)

@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent import dialogue
+from agent.agent import failure_text
+from fusionrec import logs
 from fusionrec.config import Config
+from fusionrec.text import printable
 from fusionrec.types import Attachment, DialogueState, Turn
 from ui.attachments import describe, summary
 from ui.cards import Card
@@ -170,7 +173,7 @@ def run_turn(
     changed too). Bad uploads get one chat message naming each file and the reason; nothing else
     changes and the session goes on.
     """
-    text = (text or "").strip()
+    text = printable(text or "").strip()  # no terminal escapes or control characters reach the chat
     files = [str(f) for f in files if f]
     if not text and not files and not mic:
         return
@@ -198,11 +201,11 @@ def run_turn(
             yield "chat"
     reply = _say(session, SEARCHING)
     yield "chat"
-    yield from _agent_events(agent, session, text, check.attachments, reply)
+    yield from _agent_events(agent, cfg, session, text, check.attachments, reply)
 
 
 def _agent_events(
-    agent: Any, session: Session, text: str, attachments: list[Attachment], reply: dict[str, Any]
+    agent: Any, cfg: Config, session: Session, text: str, attachments: list[Attachment], reply: dict[str, Any]
 ) -> Iterator[str]:
     retrieved: dict[str, tuple[int, Any]] = {}
     new_cards: list[Card] | None = None
@@ -254,8 +257,8 @@ def _agent_events(
                 parts = [f"{k.removesuffix('_s')} {v:.2f} s" for k, v in timings.items()]
                 session.status = f"Last turn: {secs:.2f} s" + (f" ({', '.join(parts)})" if parts else "")
     except Exception as exc:  # the agent reports its own failures; this is the last resort
-        log.exception("turn failed")
-        reply["content"] = f"⚠ Sorry, I could not answer that: {exc}"
+        logs.log_traceback(log, "turn failed")
+        reply["content"] = f"⚠ Sorry, I could not answer that: {failure_text(exc, cfg)}"
     finally:
         for card in session.cards:
             card.streaming = False
