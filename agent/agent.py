@@ -334,7 +334,19 @@ class Agent:
         return self.rank(self.build_prompt(request, candidates, state, attachments), method)
 
     # --- explanations -------------------------------------------------------------------------------
-    def explain_events(self, item: Item, request: str, rank: int) -> Iterator[Event]:
+    def answer_language(self, turn_language: str | None) -> str:
+        """The language explanations are written in ("" = English): the turn's with `answer_language =
+        user`, or with `auto` unless the LLM is SmolLM2 (trained on English only; e.g. the online
+        profile with `models.llm=Qwen/Qwen2.5-0.5B-Instruct` answers in the user's language)."""
+        from encoders import registry
+
+        mode = self.cfg.agent.answer_language
+        english_only = "smollm" in registry.source(self.cfg, "llm").lower()
+        if not turn_language or mode == "en" or (mode == "auto" and english_only):
+            return ""
+        return turn_language
+
+    def explain_events(self, item: Item, request: str, rank: int, language: str = "") -> Iterator[Event]:
         """Stream one explanation: explanation_token events, then the checked `explanation` event."""
         titles, genres = self.catalog()
         pieces = []
@@ -346,6 +358,7 @@ class Agent:
             self.template,
             self.cfg.agent.max_new_tokens,
             self.cfg.agent.repetition_penalty,
+            language,
         ):
             pieces.append(piece)
             yield Event("explanation_token", {"rank": rank, "item_id": item.id, "text": piece})
@@ -530,7 +543,7 @@ class Agent:
         )
         request = text or "; ".join(a.details for a in inputs if a.details) or "something like my attachment"
         for rank, cand in enumerate(shown[: self.cfg.agent.explain_top_k], start=1):
-            for event in self.explain_events(cand.item, request, rank):
+            for event in self.explain_events(cand.item, request, rank, self.answer_language(update.language)):
                 if event.kind == "explanation_token" and "first_token_s" not in timings:
                     timings["first_token_s"] = time.perf_counter() - t0
                 yield event

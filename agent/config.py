@@ -10,6 +10,7 @@ from retrieval.config import check_range
 SCORINGS = ("listwise", "pointwise")  # how the verbalizer reads the candidates' scores (agent.scoring)
 RANKERS = ("verbalizer", "generative")  # agent.ranker
 EXPLAINERS = ("auto", "adapter", "base")  # agent.explain_with
+ANSWER_LANGUAGES = ("auto", "user", "en")  # agent.answer_language
 LIMITS: dict[str, tuple[float, float]] = {  # key -> (lowest, highest) accepted value
     "num_candidates": (1, 20),  # labels A..T
     "show_top_k": (1, 20),
@@ -42,6 +43,7 @@ class AgentConfig:
     max_prompt_tokens: int = 1536  # dialogue is trimmed (oldest first), then overviews shortened, to fit
     max_message_chars: int = 2000  # longer user messages are refused with a clear reply
     adapter: str = "shipped"  # finetune checkpoint folder (LoRA + projectors + prior); "shipped" = the adapter in agent/adapters/ when it fits the LLM; "" = none (zero-shot)
+    answer_language: str = "auto"  # explanations: auto (the user's language unless the LLM is the English-only SmolLM2) | user | en
     explain_with: str = "auto"  # explanations: auto (the adapter if it was trained to explain, else the base LLM) | adapter | base
     chat_retrieval_weight: float = 1.0  # residual ranker in a chat: weight of the standardised retrieval score added to the prior
     overview_chars: int = 200  # overview characters per candidate in the ranking prompt (0 = titles only)
@@ -54,7 +56,8 @@ class AgentConfig:
 
     def check(self) -> None:
         """Raise ValueError naming the key and its value when a setting is unknown or out of range."""
-        for key, known in (("ranker", RANKERS), ("scoring", SCORINGS), ("explain_with", EXPLAINERS)):
+        for key, known in (("ranker", RANKERS), ("scoring", SCORINGS), ("explain_with", EXPLAINERS),
+                           ("answer_language", ANSWER_LANGUAGES)):
             if getattr(self, key) not in known:
                 raise ValueError(f"agent.{key}={getattr(self, key)!r}: expected one of {', '.join(known)}")
         for key, (low, high) in LIMITS.items():

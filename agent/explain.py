@@ -181,9 +181,11 @@ def stream_explanation(
     template: Template | str = "default",
     max_new_tokens: int = 60,
     repetition_penalty: float = 1.2,
+    language: str = "",
 ) -> Iterator[str]:
-    """Text pieces of a generated explanation: first the template's opening words, then token by token."""
-    text, prefix = explain_prompt(tokenizer, template, item, request)
+    """Text pieces of a generated explanation: first the template's opening words, then token by token
+    (in `language` when given: see `agent.prompt.explain_prompt`)."""
+    text, prefix = explain_prompt(tokenizer, template, item, request, language)
     ids = tokenizer.encode(text, add_special_tokens=False)
     table = model.get_input_embeddings()
     embeds = table(torch.tensor([ids], device=table.weight.device))

@@ -14,6 +14,9 @@ import unicodedata
 from collections import Counter
 
 ENGLISH = "en"
+NAMES = {"en": "English", "de": "German", "fr": "French", "es": "Spanish", "zh": "Chinese", "it": "Italian",
+         "pt": "Portuguese", "nl": "Dutch", "ja": "Japanese", "ko": "Korean", "ru": "Russian", "el": "Greek",
+         "ar": "Arabic", "he": "Hebrew", "hi": "Hindi", "th": "Thai"}  # fmt: skip
 
 
 def wordset(text: str) -> frozenset[str]:

@@ -351,8 +351,13 @@ def build_rank_prompt(
 
 
 # --- the explanation prompt ---------------------------------------------------------------------------
-def explain_prompt(tokenizer: Any, template: Template | str, item: Item, request: str) -> tuple[str, str]:
-    """(prompt text ending with the answer's opening words, those opening words)."""
+def explain_prompt(
+    tokenizer: Any, template: Template | str, item: Item, request: str, language: str = ""
+) -> tuple[str, str]:
+    """(prompt text ending with the answer's opening words, those opening words); `language` (a code
+    such as "de", "" = English) asks for the answer in that language and opens it with the title only."""
+    from agent.language import ENGLISH, NAMES
+
     tpl = load_template(template) if isinstance(template, str) else template
     title = data_text(item.title, tokenizer, 120)
     facts = "\n".join(data_text(line, tokenizer, 600) for line in item.facts().splitlines())
@@ -362,9 +367,9 @@ def explain_prompt(tokenizer: Any, template: Template | str, item: Item, request
         facts=facts,
         title=title,
     )
-    messages = [
-        {"role": "system", "content": tpl.sections["explain_system"]},
-        {"role": "user", "content": user},
-    ]
-    prefix = tpl.fill("explain_prefix", title=title)
+    system = tpl.sections["explain_system"]
+    if language and language != ENGLISH:
+        system += f" Write the explanation in {NAMES.get(language, language)}."
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    prefix = tpl.fill("explain_prefix", title=title) if not language or language == ENGLISH else f"{title}: "
     return chat_text(tokenizer, messages) + prefix, prefix

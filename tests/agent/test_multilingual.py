@@ -178,3 +178,35 @@ def test_a_non_english_turn_is_searched_with_what_was_understood_in_english():
     apply_update(state, parse_turn("Ein lustiger Weltraumfilm aus den Neunzigern, bitte keinen Horror"))
     assert wanted_text(state) == "Comedy, Sci-Fi films from 1990 to 1999"  # no "Horror": a filter, not a word
     assert wanted_text(DialogueState()) == ""
+
+
+@pytest.mark.parametrize(("language", "asks"), [("de", "in German"), ("zh", "in Chinese"), ("", None)])
+def test_the_explanation_prompt_asks_for_the_users_language(tiny_cfg, language, asks):
+    from transformers import AutoTokenizer
+
+    from agent.prompt import explain_prompt
+    from encoders.registry import tiny_paths
+    from fusionrec.types import Item
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_paths(tiny_cfg.models_dir)["llm"]))
+    item = Item(id="1", title="Toy Story", year=1995, genres=["Animation", "Comedy"])
+    text, prefix = explain_prompt(tokenizer, "compact", item, "etwas Lustiges", language)
+    if asks:
+        assert f"Write the explanation {asks}." in text and prefix == "Toy Story: "
+    else:
+        assert "Write the explanation in" not in text and "fits because" in prefix
+
+
+def test_auto_answers_in_english_with_smollm2_and_in_the_users_language_otherwise(tiny_agent):
+    import copy
+
+    agent = copy.copy(tiny_agent)
+    agent.cfg = copy.deepcopy(tiny_agent.cfg)
+    assert agent.answer_language("de") == "de"  # the tiny LLM is not SmolLM2
+    agent.cfg.models.llm = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert agent.answer_language("de") == ""  # English-only model
+    agent.cfg.agent.answer_language = "user"
+    assert agent.answer_language("de") == "de" and agent.answer_language(None) == ""
+    agent.cfg.agent.answer_language = "en"
+    agent.cfg.models.llm = "Qwen/Qwen2.5-0.5B-Instruct"
+    assert agent.answer_language("zh") == ""
