@@ -153,12 +153,8 @@ def constraints_text(state: DialogueState | None, titles: dict[str, str] | None 
         parts.append("genres wanted: " + ", ".join(sorted(state.include_genres)))
     if state.exclude_genres:
         parts.append("genres NOT wanted: " + ", ".join(sorted(state.exclude_genres)))
-    if state.year_min is not None and state.year_max is not None:
-        parts.append(f"years {state.year_min} to {state.year_max}")
-    elif state.year_min is not None:
-        parts.append(f"from {state.year_min} or later")
-    elif state.year_max is not None:
-        parts.append(f"from {state.year_max} or earlier")
+    if years_text(state):
+        parts.append(years_text(state))
     if state.liked:
         parts.append("liked: " + ", ".join(titles.get(i, i) for i in state.liked[-3:]))
     if state.disliked:
@@ -167,18 +163,23 @@ def constraints_text(state: DialogueState | None, titles: dict[str, str] | None 
 
 
 def wanted_text(state: DialogueState) -> str:
-    """What the user asked for, in English and positive terms only ("Comedy, Sci-Fi films from 1990 to
+    """What the user asked for, in English and positive terms only ("Comedy, Sci-Fi films years 1990 to
     1999"): the search text of a non-English turn (refused genres are filters, not words to match)."""
     if not state.include_genres and state.year_min is None and state.year_max is None:
         return ""
     words = [", ".join(sorted(state.include_genres)), "films"] if state.include_genres else ["films"]
+    return " ".join([*words, years_text(state)]).strip()
+
+
+def years_text(state: DialogueState) -> str:
+    """The year constraint in words ("years 1990 to 1999", "from 1990 or later"; "" when none)."""
     if state.year_min is not None and state.year_max is not None:
-        words.append(f"from {state.year_min} to {state.year_max}")
-    elif state.year_min is not None:
-        words.append(f"from {state.year_min} or later")
-    elif state.year_max is not None:
-        words.append(f"from {state.year_max} or earlier")
-    return " ".join(words)
+        return f"years {state.year_min} to {state.year_max}"
+    if state.year_min is not None:
+        return f"from {state.year_min} or later"
+    if state.year_max is not None:
+        return f"from {state.year_max} or earlier"
+    return ""
 
 
 # --- the ranking prompt ------------------------------------------------------------------------------

@@ -176,7 +176,7 @@ def test_a_non_english_turn_is_searched_with_what_was_understood_in_english():
 
     state = DialogueState()
     apply_update(state, parse_turn("Ein lustiger Weltraumfilm aus den Neunzigern, bitte keinen Horror"))
-    assert wanted_text(state) == "Comedy, Sci-Fi films from 1990 to 1999"  # no "Horror": a filter, not a word
+    assert wanted_text(state) == "Comedy, Sci-Fi films years 1990 to 1999"  # no "Horror": a filter, not a word
     assert wanted_text(DialogueState()) == ""
 
 
