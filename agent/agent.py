@@ -474,11 +474,10 @@ class Agent:
             return
         before = copy.deepcopy(state)
         try:
-            yield from self._respond(state, turn, attachments, t0, timings)
+            yield from self._respond(state, before, turn, attachments, t0, timings)
         except Exception as exc:  # the session goes on as before the turn; the reply says what failed
             logs.log_traceback(log, "turn failed")  # the traceback: log file only
-            for name in vars(before):
-                setattr(state, name, getattr(before, name))
+            _restore(state, before)
             message = f"Sorry, I could not answer that: {failure_text(exc, self.cfg)}"
             yield Event("error", {"message": message})
             yield Event("done", {"seconds": time.perf_counter() - t0, "ok": False, "timings": timings})
@@ -486,6 +485,7 @@ class Agent:
     def _respond(
         self,
         state: DialogueState,
+        before: DialogueState,
         turn: Turn,
         attachments: list[Attachment],
         t0: float,
@@ -496,7 +496,6 @@ class Agent:
         if state.last_ranking:
             shown_years = [i.year for i in self.retriever.items(state.last_ranking)]
         update = dialogue.parse_turn(text, self.catalog()[1], shown_years)
-        before = copy.deepcopy(state)
         feedback = dialogue.apply_update(state, update)
         for key, word in (("disliked", "not"), ("liked", "more like")):
             update.notes += [f"{word} {self.retriever.item(i).title}" for i in feedback[key]]
@@ -515,8 +514,7 @@ class Agent:
         )
         if not candidates:
             wanted = constraints_text(state)
-            for name in vars(before):  # nothing to show: keep the earlier state, say why
-                setattr(state, name, getattr(before, name))
+            _restore(state, before)  # nothing to show: keep the earlier state, say why
             msg = f"Nothing in the catalog matches all of that ({wanted}). Try 'any year', 'any genre' or /reset."
             yield Event("message", {"text": msg})
             yield Event("done", {"seconds": time.perf_counter() - t0, "ok": True, "timings": timings})
@@ -551,6 +549,12 @@ class Agent:
         state.turns.append(Turn("assistant", reply))
         yield Event("message", {"text": reply})
         yield Event("done", {"seconds": time.perf_counter() - t0, "ok": True, "timings": timings})
+
+
+def _restore(state: DialogueState, before: DialogueState) -> None:
+    """Put `state` back as it was (`before`: its deep copy taken at the start of the turn)."""
+    for name in vars(before):
+        setattr(state, name, getattr(before, name))
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

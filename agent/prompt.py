@@ -153,8 +153,9 @@ def constraints_text(state: DialogueState | None, titles: dict[str, str] | None 
         parts.append("genres wanted: " + ", ".join(sorted(state.include_genres)))
     if state.exclude_genres:
         parts.append("genres NOT wanted: " + ", ".join(sorted(state.exclude_genres)))
-    if years_text(state):
-        parts.append(years_text(state))
+    years = years_text(state)
+    if years:
+        parts.append(years)
     if state.liked:
         parts.append("liked: " + ", ".join(titles.get(i, i) for i in state.liked[-3:]))
     if state.disliked:
@@ -368,9 +369,9 @@ def explain_prompt(
         facts=facts,
         title=title,
     )
-    system = tpl.sections["explain_system"]
-    if language and language != ENGLISH:
+    system, prefix = tpl.sections["explain_system"], tpl.fill("explain_prefix", title=title)
+    if language and language != ENGLISH:  # the template's opening words are English: open with the title
         system += f" Write the explanation in {NAMES.get(language, language)}."
+        prefix = f"{title}: "
     messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-    prefix = tpl.fill("explain_prefix", title=title) if not language or language == ENGLISH else f"{title}: "
     return chat_text(tokenizer, messages) + prefix, prefix

@@ -5,7 +5,7 @@ fusionrec finetune --recipe finetune/recipes/stage1_align.yaml
 fusionrec finetune --recipe stage2_lora --resume
 fusionrec finetune merge --checkpoint .fusionrec/checkpoints/stage2_lora/best --output merged/
 fusionrec finetune sweep --recipe tiny_smoke
-fusionrec finetune ship --checkpoint .fusionrec/checkpoints/ranker_cpu/last --output agent/adapters/NAME
+fusionrec finetune ship --checkpoint .fusionrec/checkpoints/ranker_gpu/best --output agent/adapters/NAME
 accelerate launch --config_file finetune/accelerate/cpu_2proc.yaml finetune/train_script.py --recipe tiny_smoke
 """
 

@@ -665,7 +665,7 @@ class Trainer:
             task_losses.append({t: float(np.mean(v)) for t, v in step_loss.items()})
             bar.update(1)
             if budget > 0 and not stop_at:
-                new_end = self._fit_budget(probe, t0, dt, budget - (time.perf_counter() - t_start), eval_s)
+                new_end = self._fit_budget(probe, dt, budget - (time.perf_counter() - t_start), eval_s)
                 if new_end is not None and new_end < end:
                     log.warning("train.max_minutes=%g: the schedule ends at step %d instead of %d",
                                 r.train.max_minutes, new_end, end)  # fmt: skip
@@ -742,9 +742,7 @@ class Trainer:
             data=self.data.summary(),
         )
 
-    def _fit_budget(
-        self, probe: dict[str, float], t0: float, dt: float, remaining: float, eval_s: float
-    ) -> int | None:
+    def _fit_budget(self, probe: dict[str, float], dt: float, remaining: float, eval_s: float) -> int | None:
         """The last step a `train.max_minutes` run can reach, once it has timed PROBE steps of its loop
         (validations excluded), else None. The cosine schedule is then laid over that many steps, so a
         budgeted run decays its learning rate fully instead of being cut off mid-schedule."""

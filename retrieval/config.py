@@ -15,9 +15,7 @@ _COLLECTION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 class DataConfig:
     dataset: str = "movielens-100k"  # movielens-100k | ml-latest-small | redial | jsonl | csv
     source: str = ""  # local copy of the raw data; "" = ../shared/data copy if present, else download
-    generated_media: bool = (
-        False  # add espeak-ng audio + ffmpeg clips for items lacking them (marked generated)
-    )
+    generated_media: bool = False  # add espeak-ng audio + ffmpeg clips for items lacking them (marked generated)
 
 
 @dataclass
