@@ -1,7 +1,8 @@
 """The headline file (`eval.summary`, e.g. docs/results/summary.json) and the plots beside it.
 
 `write_summary` replaces the file's "ml100k_loo" section and "command" and keeps every other
-top-level section (other protocols or write-ups may own them); the write is atomic. The systems
+top-level section; benchmarks own theirs ("requests", "explanations", "turn") through
+`write_section`, each with its own "command". Writes are atomic. The systems
 listed there are those that ranked ALL evaluated users, with their all-users numbers.
 """
 
@@ -92,6 +93,13 @@ def read_summary(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object")
     return data
+
+
+def write_section(path: Path, name: str, section: Mapping[str, Any]) -> None:
+    """Replace one top-level section of the summary file (each section carries its own "command")."""
+    data = read_summary(path)
+    data[name] = dict(section)
+    write_json_atomic(path, data)
 
 
 def write_summary(report: Mapping[str, Any], path: Path, plots: bool = True) -> dict[str, Path]:
