@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from agent.evidence import TurnContext
 from agent.explain import (
+    GroundedExplainer,
     check_explanation,
     fact_check,
     fallback_explanation,
     quality_problems,
-    stream_explanation,
 )
 from fusionrec.types import Item
 
@@ -49,6 +50,11 @@ def test_negated_genres_are_not_claims():
     assert fact_check("Toy Story fits because it is a light comedy from the 90s, no horror.", TOY, TITLES) == []
     assert fact_check("Toy Story fits: nothing scary, not a thriller.", TOY, TITLES) == []
     assert fact_check("Toy Story fits because it is a horror film, not a comedy.", TOY, TITLES) != []
+
+
+def test_possessives_of_names_in_the_facts_are_not_flagged():
+    assert fact_check("Toy Story fits because Woody's friends are Andy's toys.", TOY, TITLES) == []
+    assert "name not in the facts: Hanks's" in fact_check("Toy Story fits because of Hanks's voice.", TOY, TITLES)
 
 
 def test_words_of_the_facts_are_not_flagged():
@@ -92,6 +98,16 @@ def test_check_explanation_replaces_bad_text():
 
 def test_streaming_yields_prefix_then_tokens(tiny_llm):
     model, tok = tiny_llm
-    pieces = list(stream_explanation(model, tok, TOY, "a film for kids", "default", max_new_tokens=8))
+    explainer = GroundedExplainer(model, tok, "default", max_new_tokens=8)
+    ctx = TurnContext.from_request("a film for kids")
+    pieces = list(explainer.stream(explainer.evidence(TOY, ctx), ctx))
     assert pieces[0] == "Toy Story fits because"
-    assert 1 < len(pieces) <= 9  # one piece per generated token at most
+    assert 1 < len(pieces) <= 9 and explainer.stats.tokens <= 8  # one piece per generated token at most
+
+
+def test_catalog_titles_open_as_people_write_them(tiny_llm):
+    model, tok = tiny_llm
+    explainer = GroundedExplainer(model, tok, "default", max_new_tokens=2)
+    suspects = Item("12", "Usual Suspects, The", 1995, ["Crime"], "A boat has been destroyed.")
+    ctx = TurnContext.from_request("a crime film")
+    assert next(explainer.stream(explainer.evidence(suspects, ctx), ctx)) == "The Usual Suspects fits because"
