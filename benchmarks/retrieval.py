@@ -2,15 +2,19 @@
 
     .venv/bin/python benchmarks/retrieval.py                 # defaults: a few minutes on 2 CPU cores
     .venv/bin/python benchmarks/retrieval.py --items 100 --sizes 10000 --queries 100   # quicker
+    .venv/bin/python benchmarks/retrieval.py --skip-ingest --store-cache /tmp/fusionrec-stores  # Chroma only
 
 1. Ingest: the first ``--items`` ML-100k items through `retrieval.ingest.ingest` one modality at a
    time (text, image; audio and video on ``--media-items`` items with generated media), into a fresh
    store, timed end to end (hashing, validation, encoding, Chroma upserts). Next to it, the same
    encoder on the same inputs called directly in batches; ratio = ingest rate / encoder rate.
-2. Chroma: ``--sizes`` synthetic 384-d unit vectors with item metadata (year, genre flags), top-50
-   query latency p50/p95 over ``--queries`` random queries (50 of them with a `where` filter: genre
-   flag and year range), embedded `PersistentClient` vs a `chroma run` server on 127.0.0.1 holding a
-   copy of the same data. About 6 minutes with the defaults on 2 busy cores, mostly adding 100k.
+2. Chroma: ``--sizes`` synthetic 384-d unit vectors with item metadata (year, genre flags) in a
+   `retrieval.store.Store` collection, built once per size (``--store-cache`` keeps them: 100k takes
+   ~2-5 min to add). Top-50 latency p50/p95 over ``--queries`` random queries, embedded
+   `PersistentClient` and a `chroma run` server on 127.0.0.1 holding a copy: unfiltered
+   (`Store.query`), then per filter (genre + year; no horror with 30 seen ids excluded) Chroma's own
+   ``where`` ("exact", on 50 queries: it is slow) and `Store.query` ("fast", `retrieval.filtered`),
+   their ratio, each one's recall@50 against brute force and the share of identical id lists.
 
 Prints tables and writes benchmarks/results/retrieval.json. Models come from the configured models
 folder (``--models-dir``; default: the prepared test models, else ``.fusionrec/models``).
@@ -41,88 +45,153 @@ from fusionrec.config import load_config  # noqa: E402
 GENRES = ["Action", "Adventure", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi", "Thriller", "Western"]
 DIM = 384
 TOP = 50
-WHERE_QUERIES = 50
+WHERE_QUERIES = 50  # Chroma's own filter is ~100x slower at 100k: fewer queries for it
+DATASET, KIND = "bench", "text"  # the synthetic store: collection catalog.bench.text
+SEEN = 30  # ids a user has already seen, excluded by the second filter
+# name -> (build_where filters, exclude seen?, the same filter in plain Python for brute force)
+FILTERS: dict[str, tuple[dict[str, Any], bool, Any]] = {
+    "genre+year": ({"genres": ["Comedy"], "year_min": 1990}, False, lambda m: m.get("g_comedy") and m["year"] >= 1990),
+    "no horror, seen excluded": ({"exclude_genres": ["Horror"]}, True, lambda m: not m.get("g_horror")),
+}  # fmt: skip
 
 
 # --- Chroma latency ------------------------------------------------------------------------------
-def build_store(path: Path, n: int, seed: int = 0) -> float:
-    """Fill a fresh embedded store with n synthetic records; returns records added per second."""
-    import chromadb
-    from chromadb.config import Settings
-
-    from retrieval.store import MAX_BATCH, genre_key
+def synthetic(n: int, seed: int = 0) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
+    """n random 384-d unit vectors with item metadata (year, 1-3 genre flags); same seed, same data."""
+    from retrieval.store import genre_key
 
     rng = np.random.default_rng(seed)
-    client = chromadb.PersistentClient(path=str(path), settings=Settings(anonymized_telemetry=False))
-    col = client.create_collection(
-        "bench_vectors", embedding_function=None, metadata={"hnsw:space": "cosine"}
-    )
+    vecs = rng.normal(size=(n, DIM)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    metas = []
+    for i in range(n):
+        meta: dict[str, Any] = {"item_id": str(i), "year": int(rng.integers(1920, 2019))}
+        for g in rng.choice(GENRES, size=int(rng.integers(1, 4)), replace=False):
+            meta[genre_key(str(g))] = True
+        metas.append(meta)
+    return [str(i) for i in range(n)], vecs, metas
+
+
+def _home_config(home: Path, server_url: str = "") -> Any:
+    return load_config(None, [f"paths.home={home}", f"retrieval.server_url={server_url}"])
+
+
+def build_store(home: Path, n: int) -> float:
+    """Fill a fresh embedded store under `home` with the synthetic records; returns records per second."""
+    from retrieval.store import Store
+
+    ids, vecs, metas = synthetic(n)
+    store = Store(_home_config(home), DATASET)
+    store.ensure(KIND, DIM, "synthetic")
     start = time.perf_counter()
-    for lo in range(0, n, MAX_BATCH):
-        m = min(MAX_BATCH, n - lo)
-        vecs = rng.normal(size=(m, DIM)).astype(np.float32)
-        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-        metas = []
-        for i in range(lo, lo + m):
-            meta: dict[str, Any] = {"item_id": str(i), "year": int(rng.integers(1920, 2019))}
-            for g in rng.choice(GENRES, size=int(rng.integers(1, 4)), replace=False):
-                meta[genre_key(str(g))] = True
-            metas.append(meta)
-        col.add(ids=[str(i) for i in range(lo, lo + m)], embeddings=vecs, metadatas=metas)
+    store.upsert(KIND, ids, vecs, metas)
     return n / (time.perf_counter() - start)
 
 
-def _latencies(col: Any, queries: np.ndarray, where: dict | None) -> dict[str, float]:
-    if where is not None:
-        queries = queries[:WHERE_QUERIES]  # filtered queries are ~100x slower at 100k: fewer of them
-    for q in queries[:10]:  # warm-up
-        col.query(query_embeddings=[q], n_results=TOP, where=where, include=["distances"])
-    times = []
-    for q in queries:
-        t0 = time.perf_counter()
-        got = col.query(query_embeddings=[q], n_results=TOP, where=where, include=["distances"])
-        times.append((time.perf_counter() - t0) * 1000)
-        assert len(got["ids"][0]) == TOP
-    return {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95))}
-
-
-def chroma_latency(sizes: list[int], n_queries: int, workdir: Path) -> list[dict[str, Any]]:
-    import chromadb
-    from chromadb.config import Settings
-
-    from retrieval.store import chroma_server, genre_key, parse_server_url
-
-    where = {"$and": [{genre_key("Comedy"): True}, {"year": {"$gte": 1990}}]}
-    rows = []
-    for n in sizes:
-        embedded_dir, server_dir = workdir / f"embedded-{n}", workdir / f"server-{n}"
-        for d in (embedded_dir, server_dir):
-            shutil.rmtree(d, ignore_errors=True)
-        # build in a child process so that the folder is closed and complete before it is copied
+def cached_store(n: int, cache: Path) -> tuple[Path, float]:
+    """The home of a complete n-record store under `cache` (built now in a child process, so that it
+    is closed before it is copied, when it is not there yet) and its add rate."""
+    home = cache / f"store-{n}"
+    done = home / "built.json"
+    if not done.is_file():
+        shutil.rmtree(home, ignore_errors=True)
         out = subprocess.run(
-            [sys.executable, __file__, "--build-store", str(embedded_dir), str(n)],
+            [sys.executable, __file__, "--build-store", str(home), str(n)],
             check=True, capture_output=True, text=True,
         )  # fmt: skip
-        add_rate = float(out.stdout.strip().splitlines()[-1])
-        shutil.copytree(embedded_dir, server_dir)
+        done.write_text(json.dumps({"add_per_s": float(out.stdout.strip().splitlines()[-1])}))
+    return home, json.loads(done.read_text())["add_per_s"]
+
+
+def _times(fn: Any, queries: np.ndarray, warm: int) -> tuple[dict[str, float], list[list[str]]]:
+    """p50/p95 ms of fn(query) over the queries (after `warm` untimed ones) and the ids it returned."""
+    for q in queries[:warm]:
+        fn(q)
+    times, ids = [], []
+    for q in queries:
+        t0 = time.perf_counter()
+        ids.append(fn(q))
+        times.append((time.perf_counter() - t0) * 1000)
+    return {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95))}, ids
+
+
+def _recall(got: list[list[str]], truth: list[list[str]]) -> float:
+    return float(np.mean([len(set(g) & set(t)) / max(len(t), 1) for g, t in zip(got, truth, strict=True)]))
+
+
+def measure_mode(
+    cfg: Any, queries: np.ndarray, wheres: dict[str, dict | None], truth: dict[str, list]
+) -> dict:
+    """One store (embedded or server): unfiltered, then per filter Chroma's own filter ("exact") and
+    `Store.query` ("fast"): latency, recall@TOP against brute force, identical-id share."""
+    from retrieval import filtered
+    from retrieval.store import Store, hidden
+
+    store = Store(cfg, DATASET)
+    col = store.get(KIND)
+    t0 = time.perf_counter()
+    filtered.index_for(store.client, col, hidden, vectors=True)
+    out: dict[str, Any] = {"index_build_s": round(time.perf_counter() - t0, 2)}
+    u_time, u_ids = _times(lambda q: [rid for rid, _ in store.query(KIND, q, TOP)], queries, 10)
+    out["unfiltered"] = {**u_time, "recall": _recall(u_ids[:WHERE_QUERIES], truth["none"])}
+    for name, where in wheres.items():
+        if where is None:
+            continue
+
+        def exact(q: np.ndarray, where: dict = where) -> list[str]:
+            got = col.query(query_embeddings=[q], n_results=TOP, where=where, include=["distances"])
+            return got["ids"][0]
+
+        def fast(q: np.ndarray, where: dict = where) -> list[str]:
+            return [rid for rid, _ in store.query(KIND, q, TOP, where)]
+
+        e_time, e_ids = _times(exact, queries[:WHERE_QUERIES], 3)
+        f_time, f_ids = _times(fast, queries, 10)
+        f_ids = f_ids[:WHERE_QUERIES]
+        out[name] = {
+            "exact": {**e_time, "recall": _recall(e_ids, truth[name])},
+            "fast": {**f_time, "recall": _recall(f_ids, truth[name])},
+            "fast_over_exact_p50": f_time["p50_ms"] / e_time["p50_ms"],
+            "fast_over_exact_p95": f_time["p95_ms"] / e_time["p95_ms"],
+            "same_ids": float(np.mean([f == e for f, e in zip(f_ids, e_ids, strict=True)])),
+        }
+    return out
+
+
+def chroma_latency(sizes: list[int], n_queries: int, workdir: Path, cache: Path) -> list[dict[str, Any]]:
+    from retrieval.store import build_where, chroma_server
+
+    rows = []
+    for n in sizes:
+        home, add_rate = cached_store(n, cache)
+        ids, vecs, metas = synthetic(n)
         rng = np.random.default_rng(1)
         queries = rng.normal(size=(n_queries, DIM)).astype(np.float32)
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-        settings = Settings(anonymized_telemetry=False)
-        embedded = chromadb.PersistentClient(path=str(embedded_dir), settings=settings)
+        seen = {str(i) for i in rng.choice(n, SEEN, replace=False)}
+        wheres, truth, shares = {}, {}, {}
+        for name, (filters, exclude, keep) in {"none": ({}, False, lambda m: True), **FILTERS}.items():
+            wheres[name] = build_where(filters, seen if exclude else ())
+            kept = [bool(keep(m)) and not (exclude and i in seen) for i, m in zip(ids, metas, strict=True)]
+            mask = np.array(kept)
+            scores = np.where(mask[:, None], vecs @ queries[:WHERE_QUERIES].T, -np.inf)
+            truth[name] = [[ids[i] for i in np.argsort(-scores[:, j])[:TOP]] for j in range(WHERE_QUERIES)]
+            shares[name] = round(float(mask.mean()), 4)
+        del vecs, scores
         row: dict[str, Any] = {"items": n, "dim": DIM, "top_k": TOP, "add_per_s_embedded": round(add_rate)}
-        col = embedded.get_collection("bench_vectors")
-        row["embedded"] = _latencies(col, queries, None)
-        row["embedded_where"] = _latencies(col, queries, where)
-        with chroma_server(server_dir) as url:
-            host, port, _ = parse_server_url(url)
-            http = chromadb.HttpClient(host=host, port=port, settings=settings)
-            col = http.get_collection("bench_vectors")
-            row["server"] = _latencies(col, queries, None)
-            row["server_where"] = _latencies(col, queries, where)
+        row["filter_share"] = {k: v for k, v in shares.items() if k != "none"}
+        embedded_home, server_home = workdir / f"embedded-{n}", workdir / f"server-{n}"
+        for target in (embedded_home, server_home):
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(home, target)
+        row["embedded"] = measure_mode(_home_config(embedded_home), queries, wheres, truth)
+        with chroma_server(server_home / "chroma") as url:
+            row["server"] = measure_mode(_home_config(server_home, url), queries, wheres, truth)
         rows.append(row)
-        print(f"chroma {n:>7} items: embedded p50 {row['embedded']['p50_ms']:.2f} ms, "
-              f"server p50 {row['server']['p50_ms']:.2f} ms", flush=True)  # fmt: skip
+        for mode in ("embedded", "server"):
+            worst = max(row[mode][f]["fast"]["p95_ms"] for f in FILTERS)
+            print(f"chroma {n:>7} items, {mode}: unfiltered p95 {row[mode]['unfiltered']['p95_ms']:.2f} ms, "
+                  f"filtered p95 (worst filter) {worst:.2f} ms", flush=True)  # fmt: skip
     return rows
 
 
@@ -202,6 +271,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0 = torch default)")
     ap.add_argument("--models-dir", default="", help="prepared models folder (default: test models)")
     ap.add_argument("--workdir", default="", help="scratch folder (default: a temp dir, removed)")
+    ap.add_argument("--store-cache", default="", help="reuse synthetic stores here (default: in workdir)")
     ap.add_argument("--skip-ingest", action="store_true")
     ap.add_argument("--skip-chroma", action="store_true")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "retrieval.json"))
@@ -241,7 +311,8 @@ def main() -> int:
             result["ingest"] = ingest_throughput(_CFG, args.items, args.media_items)
         if not args.skip_chroma:
             sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-            result["chroma"] = chroma_latency(sizes, args.queries, workdir)
+            cache = Path(args.store_cache) if args.store_cache else workdir / "stores"
+            result["chroma"] = chroma_latency(sizes, args.queries, workdir, cache)
     finally:
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -262,7 +333,7 @@ def _print(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=150)
     if "ingest" in result:
         t = Table(title="Ingest throughput (items/s, end to end vs the encoder alone)")
         for c in ("modality", "items", "ingest/s", "encoder/s", "ratio"):
@@ -272,14 +343,24 @@ def _print(result: dict[str, Any]) -> None:
                       f"{r['encoder_items_per_s']:.1f}", f"{r['ratio']:.2f}")  # fmt: skip
         console.print(t)
     if "chroma" in result:
-        t = Table(title=f"Chroma top-{TOP} query latency, {DIM}-d synthetic vectors (ms)")
-        for c in ("items", "mode", "p50", "p95", "p50 where", "p95 where"):
-            t.add_column(c, justify="right")
+        t = Table(title=f"Top-{TOP} query latency (ms), {DIM}-d synthetic vectors: Chroma's own filter (exact) "
+                  "vs Store.query (fast); recall@50 against brute force")  # fmt: skip
+        cols = ("items", "mode", "filter", "kept", "exact p50", "exact p95", "fast p50", "fast p95",
+                "fast/exact p95", "recall exact", "recall fast")  # fmt: skip
+        for c in cols:
+            t.add_column(c, justify="left" if c in ("mode", "filter") else "right")
         for r in result["chroma"]:
             for mode in ("embedded", "server"):
-                a, w = r[mode], r[f"{mode}_where"]
-                t.add_row(f"{r['items']:,}", mode, f"{a['p50_ms']:.2f}", f"{a['p95_ms']:.2f}",
-                          f"{w['p50_ms']:.2f}", f"{w['p95_ms']:.2f}")  # fmt: skip
+                u = r[mode]["unfiltered"]
+                t.add_row(f"{r['items']:,}", mode, "none", "1.0", "", "", f"{u['p50_ms']:.2f}",
+                          f"{u['p95_ms']:.2f}", "", "", f"{u['recall']:.3f}")  # fmt: skip
+                for name in FILTERS:
+                    f = r[mode][name]
+                    e, q = f["exact"], f["fast"]
+                    t.add_row(f"{r['items']:,}", mode, name, f"{r['filter_share'][name]:.3f}",
+                              f"{e['p50_ms']:.1f}", f"{e['p95_ms']:.1f}", f"{q['p50_ms']:.2f}",
+                              f"{q['p95_ms']:.2f}", f"{f['fast_over_exact_p95']:.3f}", f"{e['recall']:.3f}",
+                              f"{q['recall']:.3f}")  # fmt: skip
         console.print(t)
     m = result["machine"]
     console.print(f"{m['cpus']} CPUs, load {m['load_avg_at_start'][0]:.1f} at start, torch threads "

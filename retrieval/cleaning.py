@@ -3,13 +3,17 @@
 Nothing is lost silently: every dropped row, dropped field, deduplicated id or flagged value is an
 `Issue` (file, line, item id, field, reason, action) in a `CleaningReport`, written to report.json.
 Actions: `dropped_row` (the row is not in the output), `dropped_field` (the row is kept without that
-value), `deduplicated` (a later row with an id already seen), `flagged` (kept as is, but suspicious).
+value), `deduplicated` (a later row with an id already seen), `flagged` (kept as is, but suspicious),
+`hidden` (kept in the prepared files, so its id, interactions and evaluation sets stay valid, but never
+returned by search: a placeholder title such as ML-100k's item 267 "unknown", see `is_placeholder_title`
+and `retrieval.store.Store.query`).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -19,8 +23,25 @@ from typing import Any
 from fusionrec.types import Interaction, Item
 
 YEAR_MIN, YEAR_MAX = 1870, 2100
-ACTIONS = ("dropped_row", "dropped_field", "deduplicated", "flagged")
+ACTIONS = ("dropped_row", "dropped_field", "deduplicated", "flagged", "hidden")
 MEDIA_KINDS = ("image", "audio", "video")
+# titles that stand for "no title" (compared case-folded, without surrounding brackets/quotes/dots)
+PLACEHOLDER_TITLES = frozenset(
+    [
+        "unknown",
+        "untitled",
+        "no title",
+        "unknown title",
+        "n/a",
+        "na",
+        "n.a",
+        "none",
+        "null",
+        "nan",
+        "tbd",
+        "tba",
+    ]
+)
 
 
 @dataclass
@@ -257,9 +278,19 @@ def split_list(value: Any) -> list[str]:
     return out
 
 
+def is_placeholder_title(title: str, year: int | None) -> bool:
+    """Whether a title stands for "no title": "unknown", "N/A", "(untitled)", "???" ... without a year
+    (films called "Unknown" exist: ml-latest-small has two, with their years). Empty is not a
+    placeholder but a missing title."""
+    key = re.sub(r"\s+", " ", str(title)).strip(" \t()[]{}<>\"'.").casefold()
+    placeholder = key in PLACEHOLDER_TITLES or not any(c.isalnum() for c in key)
+    return year is None and bool(str(title).strip()) and placeholder
+
+
 # --- rows --------------------------------------------------------------------------------
 def clean_items(raw: Iterable[RawItem], report: CleaningReport, verify_media: bool = True) -> list[Item]:
-    """Validate raw items: id, title, year, duplicates (first kept), media files (bad ones dropped)."""
+    """Validate raw items: id, title, year, duplicates (first kept), media files (bad ones dropped);
+    a placeholder title is kept but reported as `hidden` (search never returns the item)."""
     items: list[Item] = []
     first_line: dict[str, tuple[str, int]] = {}
     for r in raw:
@@ -287,6 +318,8 @@ def clean_items(raw: Iterable[RawItem], report: CleaningReport, verify_media: bo
         except ValueError as exc:
             report.add(r.file, r.line, item_id, "year", "bad year", "dropped_field", str(exc))
             year = None
+        if is_placeholder_title(title, year):
+            report.add(r.file, r.line, item_id, "title", "placeholder title", "hidden", repr(r.title))
         media: dict[str, str] = {}
         for kind, p in r.media.items():
             if kind not in MEDIA_KINDS:

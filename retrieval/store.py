@@ -5,7 +5,9 @@ when ``retrieval.server_url`` is set. Telemetry is off. Collections are created 
 ``embedding_function=None`` and every add/upsert passes the vectors itself (Chroma would otherwise try
 to download its default model). Records are keyed by item id; their metadata carries the item id,
 title, year (-1 when unknown), one boolean flag per genre (``g_<genre>``) so filters run inside
-Chroma's ``where``, the content hash and the model id.
+Chroma's ``where``, the content hash and the model id. `Store.query` answers a ``where`` from an
+in-memory index of the collection (`retrieval.filtered`) and never returns a record whose title is a
+placeholder (`retrieval.cleaning.is_placeholder_title`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import numpy as np
 
 from fusionrec.config import Config
 from fusionrec.types import Item
+from retrieval import filtered
+from retrieval.cleaning import is_placeholder_title
 from retrieval.config import parse_server_url as _parse_url
 
 MAX_BATCH = 5000  # Chroma refuses batches above ~5,461 records
@@ -207,6 +211,14 @@ def build_where(filters: dict[str, Any] | None, exclude_ids: Iterable[str] = ())
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
+def hidden(meta: dict[str, Any]) -> bool:
+    """Whether a record is never returned by search: its title is a placeholder (ML-100k's "unknown")."""
+    year = meta.get("year")
+    return is_placeholder_title(
+        str(meta.get("title", "")), year if isinstance(year, int) and year >= 0 else None
+    )
+
+
 # --- collections ---------------------------------------------------------------------------------
 class Store:
     """The collections of one dataset's catalog: ``<retrieval.collection>.<dataset>.<kind>``
@@ -277,6 +289,9 @@ class Store:
         return col
 
     def drop(self, kind: str) -> None:
+        col = self.get(kind)
+        if col is not None:
+            filtered.invalidate(self.client, col)
         if kind in self.kinds():
             self.client.delete_collection(self.name(kind))
         self._cols.pop(kind, None)
@@ -300,6 +315,7 @@ class Store:
         vectors = np.asarray(embeddings, dtype=np.float32)
         if len(ids) != len(vectors) or len(ids) != len(metadatas):
             raise ValueError(f"{len(ids)} ids, {len(vectors)} embeddings, {len(metadatas)} metadatas")
+        filtered.invalidate(self.client, col)
         for start in range(0, len(ids), MAX_BATCH):
             end = start + MAX_BATCH
             col.upsert(
@@ -312,6 +328,7 @@ class Store:
     def delete(self, kind: str, ids: Sequence[str]) -> None:
         col = self.get(kind)
         if col is not None and ids:
+            filtered.invalidate(self.client, col)
             for start in range(0, len(ids), MAX_BATCH):
                 col.delete(ids=list(ids[start : start + MAX_BATCH]))
 
@@ -348,20 +365,33 @@ class Store:
     def query(
         self, kind: str, vector: np.ndarray, n: int, where: dict[str, Any] | None = None
     ) -> list[tuple[str, float]]:
-        """Top-n (id, cosine similarity) from one collection, best first."""
+        """Top-n (id, cosine similarity) from one collection, best first; `hidden` records never.
+
+        With a ``where``: the exact top-n among the records it keeps, from the collection's in-memory
+        index (`retrieval.filtered`: fast at any size); Chroma's own filter answers where that index
+        cannot (a ``where`` shape it does not read, vectors above its memory cap). Without one: Chroma's
+        HNSW search, asked for as many more results as there are hidden records.
+        """
         col = self.get(kind)
         if col is None or n <= 0:
             return []
-        size = col.count()
+        index = filtered.index_for(self.client, col, hidden, vectors=where is not None)
+        size = col.count() if index is None else index.size
         if size == 0:
             return []
+        if where is not None and index is not None:
+            hits = index.search(vector, n, where)
+            if hits is not None:
+                return hits
+        skip = index.hidden_ids if index is not None else frozenset()
         got = col.query(
             query_embeddings=[np.asarray(vector, dtype=np.float32)],
-            n_results=min(n, size),
+            n_results=min(n + len(skip), size),
             where=where,
             include=["distances"],
         )
-        return [(rid, 1.0 - float(d)) for rid, d in zip(got["ids"][0], got["distances"][0], strict=True)]
+        hits = zip(got["ids"][0], got["distances"][0], strict=True)
+        return [(rid, 1.0 - float(d)) for rid, d in hits if rid not in skip][:n]
 
 
 # --- a local server (tests, benchmarks, `chroma run` users) --------------------------------------

@@ -235,8 +235,6 @@ def load_ml100k(folder: Path, posters: Path | None = None, verify_media: bool = 
                 if num is not None:
                     meta[key] = kind(num)
             media = {"image": str(poster_dir / f"{mid}.jpg")} if f"{mid}.jpg" in poster_files else {}
-            if title.strip().lower() == "unknown":
-                report.add(u_item, lineno, mid, "title", "placeholder title", "flagged", repr(full_title))
             raw.append(
                 RawItem(
                     mid,
