@@ -5,12 +5,14 @@ Two families behind one interface (`ImageEncoder`):
 - `TimmImageEncoder`: an ImageNet classifier saved by `encoders.convert.efficientnet` (timm state dict
   in ``<folder>/model.safetensors`` + ``<folder>/config.json``). Native features are the pooled
   penultimate activations; the text space is the zero-shot bridge
-  ``softmax(logits) @ text_encoder(ImageNet class names)``; labels are the top ImageNet classes.
+  ``softmax(logits) @ text_encoder(ImageNet class names)``, or, when a projector file is given
+  (``models.poster_projector``), a learned map of the native features (`encoders.poster_projector`);
+  labels are the top ImageNet classes.
 - `ClipImageEncoder`: an open_clip model; native features and the text space are both CLIP's image
   embeddings, text goes through CLIP's text tower, labels are zero-shot over ImageNet class names.
 
-`load_image_encoder(source, device, text_encoder)` reads "timm:<folder>", "open_clip:ARCH/TAG" (TAG may
-be empty: random weights) or "open_clip-local:<folder>" (an open_clip ``local-dir`` folder:
+`load_image_encoder(source, device, text_encoder, projector)` reads "timm:<folder>", "open_clip:ARCH/TAG"
+(TAG may be empty: random weights) or "open_clip-local:<folder>" (an open_clip ``local-dir`` folder:
 ``open_clip_config.json`` with a ``model_cfg`` key and ``open_clip_model.safetensors`` or
 ``model.safetensors``; a bare model config is registered under the folder's name instead).
 """
@@ -250,10 +252,16 @@ def text_fingerprint(encoder: TextEncoder) -> str:
 
 # --- timm (EfficientNet-Lite0) -------------------------------------------------------------------
 class TimmImageEncoder(ImageEncoder):
-    """An ImageNet classifier from a timm state dict; the text space is the zero-shot bridge."""
+    """An ImageNet classifier from a timm state dict; the text space is the zero-shot bridge, or a
+    learned poster projector when `projector` names its file."""
 
     def __init__(
-        self, folder: str | Path, device: Any, text_encoder: TextEncoder | None, batch_size: int = 32
+        self,
+        folder: str | Path,
+        device: Any,
+        text_encoder: TextEncoder | None,
+        batch_size: int = 32,
+        projector: str | Path = "",
     ) -> None:
         import timm
         from safetensors.torch import load_file
@@ -288,8 +296,21 @@ class TimmImageEncoder(ImageEncoder):
         self.dim = int(self.model.num_features)
         self.text_encoder = text_encoder
         self.text_dim = text_encoder.dim if text_encoder is not None else num_classes
-        self.model_id = self.config.get("name") or self.folder.name
+        self.model_id = self.base_id = self.config.get("name") or self.folder.name  # base: without projector
         self._class_matrix: np.ndarray | None = None
+        self.projector = self._load_projector(projector) if projector else None
+
+    def _load_projector(self, path: str | Path) -> Any:
+        """The poster projector for this encoder pair; the model id then names it (a new file re-ingests)."""
+        from encoders.poster_projector import file_tag, load_projector
+
+        if self.text_encoder is None:
+            raise ValueError(f"{path}: a poster projector needs a text encoder (its target space)")
+        module = load_projector(
+            path, self.dim, self.text_dim, self.model_id, self.text_encoder.model_id, self.device
+        )
+        self.model_id = f"{self.model_id}+projector-{file_tag(path)}"
+        return module
 
     def class_matrix(self) -> np.ndarray:
         """text_encoder(class descriptions), (n_classes, text_dim); computed once, cached on disk."""
@@ -299,7 +320,7 @@ class TimmImageEncoder(ImageEncoder):
             self._class_matrix = class_text_matrix(
                 self.class_texts,
                 self.text_encoder.encode,
-                f"{self.model_id}|{text_fingerprint(self.text_encoder)}",
+                f"{self.base_id}|{text_fingerprint(self.text_encoder)}",
                 self.folder / "cache",
             )
         return self._class_matrix
@@ -308,11 +329,13 @@ class TimmImageEncoder(ImageEncoder):
         self, batch: torch.Tensor, text: bool, probs: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         pooled = self.model.forward_head(self.model.forward_features(batch), pre_logits=True)
-        if not (text or probs):
-            return pooled, None, None
-        p = self.model.get_classifier()(pooled).float().softmax(-1)
+        p = None
+        if probs or (text and self.projector is None):
+            p = self.model.get_classifier()(pooled).float().softmax(-1)
         bridged = None
-        if text:  # the zero-shot bridge (class probabilities themselves without a text encoder)
+        if text and self.projector is not None:  # the learned poster projector, on unit native features
+            bridged = self.projector(torch.nn.functional.normalize(pooled.float(), dim=-1))
+        elif text:  # the zero-shot bridge (class probabilities themselves without a text encoder)
             bridged = (
                 p if self.text_encoder is None else p @ torch.as_tensor(self.class_matrix(), device=p.device)
             )
@@ -440,20 +463,26 @@ class ClipImageEncoder(ImageEncoder):
 
 
 def load_image_encoder(
-    source: str, device: Any = "cpu", text_encoder: TextEncoder | None = None
+    source: str, device: Any = "cpu", text_encoder: TextEncoder | None = None, projector: str | Path = ""
 ) -> ImageEncoder:
-    """The image encoder a source string names (see the module docstring)."""
+    """The image encoder a source string names (see the module docstring); `projector`: a poster
+    projector file for a timm encoder's text space ("" = the zero-shot bridge)."""
     device = str(device)
     if source.startswith(TIMM_PREFIX):
-        return TimmImageEncoder(source[len(TIMM_PREFIX) :], device, text_encoder)
+        return TimmImageEncoder(source[len(TIMM_PREFIX) :], device, text_encoder, projector=projector)
+    if projector and source.startswith((OPEN_CLIP_PREFIX, OPEN_CLIP_LOCAL_PREFIX)):
+        raise ValueError(
+            f"models.poster_projector={str(projector)!r}: only a timm image encoder takes a poster "
+            f"projector ({source} has its own image-text space)"
+        )
     if source.startswith((OPEN_CLIP_PREFIX, OPEN_CLIP_LOCAL_PREFIX)):
         model, preprocess, tokenizer, model_id = load_open_clip(source, device)
         return ClipImageEncoder(model, preprocess, tokenizer, device, model_id)
     folder = Path(source).expanduser()
     if (folder / "open_clip_config.json").is_file():
-        return load_image_encoder(OPEN_CLIP_LOCAL_PREFIX + str(folder), device, text_encoder)
+        return load_image_encoder(OPEN_CLIP_LOCAL_PREFIX + str(folder), device, text_encoder, projector)
     if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
-        return TimmImageEncoder(folder, device, text_encoder)
+        return TimmImageEncoder(folder, device, text_encoder, projector=projector)
     raise ValueError(
         f"image encoder source {source!r}: expected timm:<folder>, open_clip:ARCH/TAG or open_clip-local:<folder>"
     )

@@ -7,6 +7,13 @@ mean of their projected soft tokens), late (weighted mean of per-modality label 
 (per-modality log-probs weighted by the cross-modal attention module). Contribution: how much the
 ranking moves when one modality is dropped at test time (Kendall tau to the full ranking, and the
 change in HR/NDCG), per user, with bootstrap intervals.
+
+Images, text+image vs text: on every split the paired bootstrap difference (text+image - text) per
+fusion under the configured weights, and a verdict line. On the validation split
+(``eval.split=valid``) also the image block weights (``image``: native poster features,
+``image_text``: the poster in the text space) tried on a grid for the fusions they act on (early,
+late; cross learns its own): the highest NDCG@10 among the weights whose HR@10 is at least text's
+is the weight to configure, and the test split then reports it once (``retrieval.weights``).
 """
 
 from __future__ import annotations
@@ -17,13 +24,16 @@ from typing import Any
 import numpy as np
 
 from evaluation.baselines import RetrievalRanker, load_cross, order_by
-from evaluation.metrics import aggregate, example_metrics, kendall_tau
+from evaluation.metrics import aggregate, example_metrics, kendall_tau, paired_difference
 from evaluation.records import Records
 from evaluation.vectors import MODALITIES, MODALITY_BLOCKS, NATIVE_BLOCK, has_blocks
+from retrieval.fusion import block_weight
 
 FUSIONS = ("early", "late", "cross")
 SETS = (("text",), ("text", "image"), ("text", "audio"), ("text", "video"), MODALITIES)
 REPORT_METRICS = ("hr@1", "hr@5", "hr@10", "ndcg@10", "mrr")
+IMAGE_GRID = {"image": (0.0, 0.25, 0.5), "image_text": (0.0, 0.25, 0.5, 1.0, 2.0)}  # tried on validation
+WEIGHTED = ("early", "late")  # the fusions retrieval.weights act on (cross weighs blocks by attention)
 
 
 def set_name(mods: Sequence[str]) -> str:
@@ -76,12 +86,19 @@ def retrieval_ablations(run: Any) -> dict[str, Any]:
     targets = {e.key: e.target for e in examples}
     available = table.modalities()
     rows: list[dict[str, Any]] = []
-    orders_by: dict[tuple[str, tuple[str, ...]], dict[str, list[str]]] = {}
+    orders_by: dict[tuple, dict[str, list[str]]] = {}
 
-    def orders(fusion: str, mods: Sequence[str]) -> dict[str, list[str]]:
-        key = (fusion, tuple(m for m in MODALITIES if m in mods and m in available))
+    def orders(
+        fusion: str, mods: Sequence[str], weights: Mapping[str, float] | None = None
+    ) -> dict[str, list[str]]:
+        weights = dict(rcfg.weights if weights is None else weights)
+        key = (
+            fusion,
+            tuple(m for m in MODALITIES if m in mods and m in available),
+            tuple(sorted(weights.items())),
+        )
         if key not in orders_by:
-            ranker = RetrievalRanker(table, key[1], fusion, rcfg.weights, rcfg.late_combine, cross)
+            ranker = RetrievalRanker(table, key[1], fusion, weights, rcfg.late_combine, cross)
             orders_by[key] = {
                 e.key: ranker.rank(e.key, e.candidates, e.history)
                 for e in run.bar(examples, f"ablation {fusion} {'+'.join(key[1])}")
@@ -113,16 +130,112 @@ def retrieval_ablations(run: Any) -> dict[str, Any]:
         if not rest:
             continue
         contribution[m] = _contribution(base, orders(base_fusion, rest), targets, ecfg.bootstrap, ecfg.seed)
+    images = (
+        image_weights(orders, targets, run.ecfg.split, rcfg.weights, ecfg.bootstrap, ecfg.seed)
+        if has_blocks(table, ("text", "image"))
+        else None
+    )
     return {
         "system": "retrieval-only",
         "users": len(examples),
         "available_modalities": available,
+        "images": images,
         "coverage": table.coverage(),
         "vectors": table.source,
         "cross_trained": trained,
         "rows": rows,
         "contribution": {"fusion": base_fusion, "base": "+".join(available), "dropped": contribution},
     }
+
+
+def _paired(
+    a: Mapping[str, list[str]],
+    b: Mapping[str, list[str]],
+    targets: Mapping[str, str],
+    resamples: int,
+    seed: int,
+) -> dict[str, list[float]]:
+    """[mean, lo, hi] of a - b per metric over the same users (paired bootstrap)."""
+    pa = [example_metrics(a[k], targets[k]) for k in targets]
+    pb = [example_metrics(b[k], targets[k]) for k in targets]
+    return {
+        m: paired_difference([x[m] for x in pa], [x[m] for x in pb], resamples, seed)
+        for m in ("hr@10", "ndcg@10")
+    }
+
+
+def image_weights(
+    orders: Callable[..., dict[str, list[str]]],
+    targets: Mapping[str, str],
+    split: str,
+    configured: Mapping[str, float],
+    resamples: int,
+    seed: int,
+) -> dict[str, Any]:
+    """text+image vs text per fusion under the configured weights (paired), a verdict line, and on
+    the validation split the image block weights of the early and late fusions chosen on a grid: the
+    highest NDCG@10 among the weights that keep HR@10 at least text's (image weights 0 always do)."""
+    text = {f: orders(f, ("text",)) for f in FUSIONS}
+    paired = {f: _paired(orders(f, ("text", "image")), text[f], targets, resamples, seed) for f in FUSIONS}
+    out: dict[str, Any] = {
+        "split": split,
+        "weights": {b: block_weight(configured, b) for b in ("image", "image_text")},
+        "text_image_minus_text": paired,
+    }
+    if split == "valid":
+        grid, chosen = [], {}
+        for fusion in WEIGHTED:
+            best = None  # the highest NDCG@10 among the weights whose HR@10 is at least text's
+            for wi in IMAGE_GRID["image"]:
+                for wt in IMAGE_GRID["image_text"]:
+                    ranked = orders(fusion, ("text", "image"), {**configured, "image": wi, "image_text": wt})
+                    per = [example_metrics(ranked[k], targets[k]) for k in targets]
+                    row = {
+                        "fusion": fusion,
+                        "image": wi,
+                        "image_text": wt,
+                        "hr@10": float(np.mean([p["hr@10"] for p in per])),
+                        "ndcg@10": float(np.mean([p["ndcg@10"] for p in per])),
+                        "minus_text": _paired(ranked, text[fusion], targets, resamples, seed),
+                    }
+                    grid.append(row)
+                    if row["minus_text"]["hr@10"][0] >= 0 and (
+                        best is None or row["ndcg@10"] > best["ndcg@10"]
+                    ):
+                        best = row  # ties keep the smaller image weights (tried first); 0, 0 is text itself
+            chosen[fusion] = {k: best[k] for k in ("image", "image_text", "hr@10", "ndcg@10", "minus_text")}
+        out.update({"grid": grid, "chosen": chosen})
+    out["note"] = _image_note(out)
+    return out
+
+
+def _image_note(images: Mapping[str, Any]) -> str:
+    """One line: where text+image is below text under the configured weights, and the chosen weights."""
+
+    def fmt(d: Sequence[float]) -> str:
+        return f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]"
+
+    w = images["weights"]
+    diffs = images["text_image_minus_text"]
+    parts = [f"{f} {fmt(d['hr@10'])}" for f, d in diffs.items()]
+    hurt = [f for f, d in diffs.items() if d["hr@10"][0] < 0]
+    note = (
+        f"Images ({images['split']} split, weights image={w['image']:g}, image_text={w['image_text']:g}): "
+        f"text+image - text HR@10 {'; '.join(parts)}. "
+    )
+    note += (
+        f"Images hurt under {', '.join(hurt)} here: keep their weights at 0 for item-to-item and text queries "
+        "(retrieval.weights) unless the validation grid finds a weight that helps."
+        if hurt
+        else "Images do not hurt under any fusion here."
+    )
+    for fusion, c in (images.get("chosen") or {}).items():
+        note += (
+            f" Chosen on validation for {fusion}: image={c['image']:g}, image_text={c['image_text']:g} "
+            f"(HR@10 {c['hr@10']:.3f}, - text {fmt(c['minus_text']['hr@10'])}; "
+            f"NDCG@10 {c['ndcg@10']:.3f}, - text {fmt(c['minus_text']['ndcg@10'])})."
+        )
+    return note
 
 
 def _llm_sets(singles: Sequence[str]) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:

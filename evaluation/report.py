@@ -157,6 +157,8 @@ def ablation_markdown(abl: Mapping[str, Any]) -> list[str]:
     for reason, which in missing.items():
         lines += ["", f"Not available ({', '.join(which)}): {reason}."]
     lines += contribution_markdown(abl["contribution"], "retrieval-only")
+    if abl.get("images"):
+        lines += ["", abl["images"]["note"]]
     return lines
 
 

@@ -3,6 +3,7 @@ settings, copy a checkpoint's inference files into a small adapter folder.
 
 fusionrec finetune --recipe finetune/recipes/stage1_align.yaml
 fusionrec finetune --recipe stage2_lora --resume
+fusionrec finetune --recipe poster_projector        # the poster -> text-space projector (finetune.poster_projector)
 fusionrec finetune merge --checkpoint .fusionrec/checkpoints/stage2_lora/best --output merged/
 fusionrec finetune sweep --recipe tiny_smoke
 fusionrec finetune ship --checkpoint .fusionrec/checkpoints/ranker_gpu/best --output agent/adapters/NAME
@@ -220,6 +221,7 @@ def print_sweep(rows: list[dict[str, Any]], path: Path, metric: str) -> None:
 # --- the command ---------------------------------------------------------------------------------------
 def finetune_command(cfg: Config, args: Any) -> int:
     from finetune.data import DataError
+    from finetune.poster_projector import is_projector_recipe, projector_command
     from finetune.trainer import TrainError
     from retrieval.prepare import DatasetNotPrepared
 
@@ -243,7 +245,10 @@ def finetune_command(cfg: Config, args: Any) -> int:
             print(f"adapter files written to {out} ({size:.1f} MiB); add its model card (README.md)")
             return 0
         default = "tiny_smoke" if action == "sweep" else cfg.finetune.recipe
-        recipe = load_recipe(args.recipe or default, parse_sets(getattr(args, "set", None)))
+        name, sets = args.recipe or default, parse_sets(getattr(args, "set", None))
+        if action == "train" and is_projector_recipe(name):  # not an LLM recipe
+            return projector_command(cfg, name, sets, args.output)
+        recipe = load_recipe(name, sets)
         if action == "sweep":
             rows, path = sweep(cfg, recipe, args.output, progress=True)
             print_sweep(rows, path, recipe.train.metric)
