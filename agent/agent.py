@@ -18,14 +18,15 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from agent import dialogue
 from agent.checkpoint import RECIPE_FILE, base_model, trained_to_explain, training_prompt
 from agent.config import RANKERS
-from agent.explain import ExplainResult, check_explanation, stream_explanation
+from agent.evidence import TurnContext, prior_vectors
+from agent.explain import ExplainResult, GroundedExplainer
 from agent.projector import Projectors
 from agent.prompt import (
     AttachmentInput,
@@ -45,6 +46,9 @@ from fusionrec.types import Attachment, Candidate, DialogueState, Item, Ranking,
 from retrieval.collaborative import TABLE_FILE, load_table, with_collab
 from retrieval.config import parse_server_url
 from retrieval.prior import PRIOR_FILE, Prior, standardise
+
+if TYPE_CHECKING:
+    from retrieval.search import QueryVectors, Upload
 
 log = logging.getLogger(__name__)
 
@@ -204,31 +208,18 @@ class Agent:
             self._item_vectors.update(found)
         return {i.id: self._item_vectors[i.id] for i in items}
 
-    def attachment_inputs(self, attachments: Sequence[Attachment]) -> list[AttachmentInput]:
-        """Vectors (for soft tokens) and short details (labels, transcript) of the user's uploads."""
-        from encoders import registry
-
+    @staticmethod
+    def attachment_inputs(uploads: Sequence[Upload]) -> list[AttachmentInput]:
+        """Vectors (for soft tokens) and short details (labels, transcript) of the user's uploads, as the
+        retriever encoded them for this turn's query (each upload goes through its encoder once)."""
         out = []
-        for att in attachments:
-            path = str(att.path)
-            if att.kind == "image":
-                enc = registry.load_image_encoder(self.cfg)
-                vec = enc.encode([path])[0]
-                labels = enc.labels([path], k=3)[0]
-                details = "looks like: " + ", ".join(name for name, _ in labels) if labels else ""
-                out.append(AttachmentInput("image", vec, details))
-            elif att.kind == "audio":
-                feats = registry.load_audio_encoder(self.cfg).encode([path])[0]
-                said = f'it says: "{feats.transcript.strip()}"' if feats.transcript.strip() else ""
-                out.append(AttachmentInput("audio", feats.whisper, said))
-            elif att.kind == "video":
-                from retrieval.ingest import VIDEO_FPS
-
-                feats = registry.load_video_encoder(self.cfg).encode(path, fps=VIDEO_FPS)
-                said = ""
-                if feats.audio is not None and feats.audio.transcript.strip():
-                    said = f'its sound says: "{feats.audio.transcript.strip()}"'
-                out.append(AttachmentInput("video", feats.image, said))
+        for up in uploads:
+            details = ""
+            if up.kind == "image" and up.labels:
+                details = "looks like: " + ", ".join(up.labels)
+            elif up.transcript:
+                details = f'{"it" if up.kind == "audio" else "its sound"} says: "{up.transcript}"'
+            out.append(AttachmentInput(up.kind, up.vector, details))
         return out
 
     # --- ranking ------------------------------------------------------------------------------------
@@ -346,25 +337,35 @@ class Agent:
             return ""
         return turn_language
 
-    def explain_events(self, item: Item, request: str, rank: int, language: str = "") -> Iterator[Event]:
-        """Stream one explanation: explanation_token events, then the checked `explanation` event."""
-        titles, genres = self.catalog()
+    def explain_events(
+        self,
+        item: Item,
+        request: str,
+        rank: int,
+        language: str = "",
+        state: DialogueState | None = None,
+        candidates: Sequence[Candidate] = (),
+        attachments: Sequence[Any] = (),
+    ) -> Iterator[Event]:
+        """Stream one grounded explanation (agent.explain): explanation_token events, then the checked
+        `explanation` event with the evidence it was given. `state` (liked films, constraints),
+        `candidates` (the turn's ranked candidates: per-modality scores) and `attachments` (anything
+        with a `.kind`: this turn's uploads) make the evidence; without a state the constraints are
+        read from the request."""
+        explainer = self.grounded_explainer()
+        if state is None:
+            ctx = TurnContext.from_request(request, self.catalog()[1])
+        else:
+            liked = self.retriever.items(state.liked) if state.liked else []
+            kinds = [a.kind for a in attachments]
+            ctx = TurnContext.from_state(request, state, liked, kinds, candidates)
+        evidence = explainer.evidence(item, ctx)
         pieces = []
-        for piece in stream_explanation(
-            self.explainer,
-            self.tokenizer,
-            item,
-            request,
-            self.template,
-            self.cfg.agent.max_new_tokens,
-            self.cfg.agent.repetition_penalty,
-            language,
-        ):
+        for piece in explainer.stream(evidence, ctx, language):
             pieces.append(piece)
             yield Event("explanation_token", {"rank": rank, "item_id": item.id, "text": piece})
-        result: ExplainResult = check_explanation(
-            "".join(pieces), item, self.template, titles, genres, self.tokenizer
-        )
+        result: ExplainResult = explainer.check("".join(pieces), item, evidence)
+        stats = explainer.stats
         yield Event(
             "explanation",
             {
@@ -374,11 +375,39 @@ class Agent:
                 "raw": result.raw,
                 "fallback": result.fallback,
                 "problems": result.raw_problems,
+                "evidence": evidence,
+                "cited": evidence.cited(result.explanation.text),
+                "tokens": stats.tokens,
+                "seconds": stats.seconds,
+                "prefix_reused": stats.prefix_reused,
             },
         )
 
+    def grounded_explainer(self) -> GroundedExplainer:
+        """The explainer (built once): the explaining LLM, the text encoder for the overview sentence,
+        the prior's item vectors; it keeps the turn's prompt-prefix cache between the shown items."""
+        explainer = getattr(self, "_grounded", None)
+        if explainer is None:
+            from encoders import registry
+
+            titles, genres = self.catalog()
+            explainer = GroundedExplainer(
+                self.explainer,
+                self.tokenizer,
+                self.template,
+                encoder=registry.load_text_encoder(self.cfg),
+                vectors=prior_vectors(self.prior, self.collab),
+                catalog_titles=titles,
+                catalog_genres=genres,
+                max_new_tokens=self.cfg.agent.max_new_tokens,
+                repetition_penalty=self.cfg.agent.repetition_penalty,
+            )
+            self._grounded = explainer
+        return explainer
+
     def why(self, state: DialogueState, position: int) -> Iterator[Event]:
-        """`/why N`: explain the N-th item of the last answer for the last request."""
+        """`/why N`: explain the N-th item of the last answer for the last request (and the dialogue's
+        constraints and liked films)."""
         ids = state.last_ranking
         if not 1 <= position <= len(ids):
             shown = f"1..{len(ids)}" if ids else "none yet"
@@ -389,7 +418,7 @@ class Agent:
             return
         request = next((t.text for t in reversed(state.turns) if t.role == "user"), "")
         item = self.retriever.item(ids[position - 1])
-        yield from self.explain_events(item, request, position)
+        yield from self.explain_events(item, request, position, state=state)
         yield Event("done", {})
 
     # --- the turn -----------------------------------------------------------------------------------
@@ -426,24 +455,16 @@ class Agent:
         keep = earlier[-self.cfg.agent.query_turns :] if self.cfg.agent.query_turns > 0 else []
         return ". ".join([*keep, text.strip()]).strip(". ")
 
-    def _retrieve(
-        self, query: str, attachments: Sequence[Attachment], state: DialogueState, like_id: str | None
-    ) -> list[Candidate]:
+    def _retrieve(self, query: QueryVectors, state: DialogueState, like_id: str | None) -> list[Candidate]:
         k = min(self.cfg.agent.num_candidates, 20)
         filters = dialogue.retrieval_filters(state)
         exclude = dialogue.excluded_ids(state)
         if like_id is None:
-            return self.retriever.retrieve(query, attachments, filters, exclude, k=k)
-        return self._retrieve_like(query, attachments, like_id, filters, exclude, k)
+            return self.retriever.retrieve(filters=filters, exclude_ids=exclude, k=k, query=query)
+        return self._retrieve_like(query, like_id, filters, exclude, k)
 
     def _retrieve_like(
-        self,
-        query: str,
-        attachments: Sequence[Attachment],
-        like_id: str,
-        filters: Any,
-        exclude: Sequence[str],
-        k: int,
+        self, query: QueryVectors, like_id: str, filters: Any, exclude: Sequence[str], k: int
     ) -> list[Candidate]:
         """ "More like the second": the liked item's stored vector (plus the query's) searches the early index."""
         from retrieval.fusion import early_fuse, normalize
@@ -452,11 +473,10 @@ class Agent:
         ret = self.retriever
         rec = ret.store.records("early", [like_id]).get(like_id)
         if rec is None:
-            return ret.retrieve(query, attachments, filters, exclude, k=k)
+            return ret.retrieve(filters=filters, exclude_ids=exclude, k=k, query=query)
         vec = normalize(rec[0])
-        q = ret.query_vectors(query, attachments)
-        if q.blocks:
-            vec = normalize(2.0 * vec + early_fuse(ret.layout, q.blocks, self.cfg.retrieval.weights))
+        if query.blocks:
+            vec = normalize(2.0 * vec + early_fuse(ret.layout, query.blocks, self.cfg.retrieval.weights))
         hits = ret.store.query("early", vec, k + len(exclude) + 1, build_where(filters, exclude))
         skip = {*exclude, like_id}
         return [
@@ -502,7 +522,8 @@ class Agent:
         query = self._query_text(state, text)
         if update.language:  # the text encoder reads English: search with what was understood, too
             query = ". ".join(x for x in (wanted_text(state), query) if x)
-        candidates = self._retrieve(query, attachments, state, feedback["query_item"])
+        vectors = self.retriever.query_vectors(query, attachments)  # each upload encoded once per turn
+        candidates = self._retrieve(vectors, state, feedback["query_item"])
         timings["retrieve_s"] = time.perf_counter() - t0
         yield Event(
             "retrieved",
@@ -521,7 +542,7 @@ class Agent:
             return
         history = list(state.turns)
         state.turns.append(Turn("user", text, list(attachments)))
-        inputs = self.attachment_inputs(attachments)
+        inputs = self.attachment_inputs(vectors.uploads)
         prompt = self.build_prompt(text or "(see the attachment)", candidates, state, inputs, history)
         ranking = self.rank(prompt, history=list(state.liked), retrieval=True)
         timings["rank_s"] = time.perf_counter() - t0
@@ -541,7 +562,9 @@ class Agent:
         )
         request = text or "; ".join(a.details for a in inputs if a.details) or "something like my attachment"
         for rank, cand in enumerate(shown[: self.cfg.agent.explain_top_k], start=1):
-            for event in self.explain_events(cand.item, request, rank, self.answer_language(update.language)):
+            language = self.answer_language(update.language)
+            turn_facts = {"state": state, "candidates": ranking.candidates, "attachments": attachments}
+            for event in self.explain_events(cand.item, request, rank, language, **turn_facts):
                 if event.kind == "explanation_token" and "first_token_s" not in timings:
                     timings["first_token_s"] = time.perf_counter() - t0
                 yield event

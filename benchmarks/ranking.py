@@ -1,21 +1,23 @@
-"""Ranking benchmark: verbalizer vs generative ranking of 20 candidates, and one chat turn's latency.
+"""Ranking benchmark: one scoring pass vs generating a full ranking of the same 20 candidates.
 
-1. The same retrieved candidate sets (20 each) and the same prompts are ranked by the verbalizer
-   (one forward pass, label logits) and by generation (the model writes the letters, parsed back);
-   prints both times and their ratio, and the generative answers' valid/invalid counts.
-2. Scripted conversations through `Agent.respond`: latency of one turn up to the first
-   explanation token (retrieve + rank + first token), p50/p95, with each stage's time.
-3. Explanations for a fixed sample of items: how many the model's own text passes the fact check
-   (the rest are replaced by the grounded fallback in the product).
+1. The same retrieved candidate sets (20 each) and the same listwise prompt (the zero-shot LLM,
+   `agent.template`) are ranked by the verbalizer (one forward pass, label logits) and by
+   generation: the model writes labels until all 20 are written, it stops, or 8 tokens per
+   candidate are spent (no early cap). Prints both times, their ratio and the generated answers'
+   valid/invalid counts.
+2. The product's ranker (the configured adapter, e.g. the shipped residual ranker) on the same
+   candidate sets: one pass, timed.
+Chat-turn latency is `benchmarks/turn.py`; explanations are `benchmarks/explanations.py`.
 
 Needs prepared models and an ingested catalog under the config's home (`fusionrec chat --prepare`).
 Usage: python benchmarks/ranking.py [--config F] [--sets 5] [--out benchmarks/results/ranking.json]
-       [section.key=value ...]   (e.g. paths.home=.fusionrec-test/agent)
+       [section.key=value ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -25,8 +27,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
 REQUESTS = [
     "a funny animated movie for kids",
     "a tense crime thriller",
@@ -37,44 +37,43 @@ REQUESTS = [
     "a documentary about music",
     "a war film",
 ]
-CONVERSATIONS = [
-    [
-        "a funny animated movie for kids",
-        "no horror",
-        "something newer",
-        "more like the second",
-        "from the 90s",
-    ],
-    ["a tense crime thriller", "not the first", "something older", "a comedy instead", "after 1995"],
-]
+TOKENS_PER_CANDIDATE = 8  # the generation budget: enough for "A, B, C, ..." or titles of all 20
 
 
-def percentile(values: list[float], q: float) -> float:
-    """Linear-interpolated percentile (q in 0..100)."""
-    xs = sorted(values)
-    if not xs:
-        return float("nan")
-    pos = (len(xs) - 1) * q / 100
-    lo, hi = int(pos), min(int(pos) + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+def generate_full(agent: object, prompt: object) -> tuple[str, int, list[int], list[str]]:
+    """Greedy generation until every candidate is named (or a stop token, or the budget):
+    (text, tokens generated, candidate order, invalid answers)."""
+    from agent.rank import greedy_ids, parse_generated, prompt_embeds, stop_ids
+
+    n = len(prompt.candidates)
+    embeds = prompt_embeds(agent.model, agent.projectors, prompt)
+    ids: list[int] = []
+    order: list[int] = []
+    invalid: list[str] = []
+    for tid in greedy_ids(agent.model, embeds, TOKENS_PER_CANDIDATE * n, stop_ids(agent.tokenizer, agent.model)):
+        ids.append(tid)
+        piece = agent.tokenizer.decode([tid], skip_special_tokens=True)
+        if any(ch in piece for ch in ",;\n"):  # an answer ended: stop once all candidates are named
+            order, invalid = parse_generated(agent.tokenizer.decode(ids, skip_special_tokens=True), prompt.labels, prompt.candidates)
+            if len(order) == n:
+                break
+    text = agent.tokenizer.decode(ids, skip_special_tokens=True)
+    order, invalid = parse_generated(text, prompt.labels, prompt.candidates)
+    return text, len(ids), order, invalid
 
 
-def bench_ranking(agent, n_sets: int) -> dict:
-    from agent.rank import parse_generated, rank_generative, rank_verbalizer
+def bench_same_prompt(agent: object, sets: list[tuple[str, list]]) -> dict:
+    from agent.rank import rank_verbalizer
 
     rows = []
-    warm = agent.build_prompt("warm up", agent.retriever.retrieve("warm up", k=20))
-    rank_verbalizer(agent.model, agent.projectors, warm)  # first call pays one-off costs
-    for request in REQUESTS[:n_sets]:
-        cands = agent.retriever.retrieve(request, k=20)
+    rank_verbalizer(agent.model, agent.projectors, agent.build_prompt(*sets[0]))  # one-off costs
+    for request, cands in sets:
         prompt = agent.build_prompt(request, cands)
         t0 = time.perf_counter()
         verb = rank_verbalizer(agent.model, agent.projectors, prompt)
         t1 = time.perf_counter()
-        gen = rank_generative(agent.model, agent.tokenizer, agent.projectors, prompt)
+        text, tokens, order, invalid = generate_full(agent, prompt)
         t2 = time.perf_counter()
-        order, invalid = parse_generated(gen.raw_output, prompt.labels, prompt.candidates)
-        valid = len(order)
         rows.append(
             {
                 "request": request,
@@ -82,15 +81,16 @@ def bench_ranking(agent, n_sets: int) -> dict:
                 "prompt_tokens": len(prompt.encoded),
                 "verbalizer_s": t1 - t0,
                 "generative_s": t2 - t1,
-                "generated_valid": valid,
+                "generated_tokens": tokens,
+                "generated_valid": len(order),
                 "generated_invalid": len(invalid),
-                "generated_text": gen.raw_output[:200],
-                "top1_agree": verb.candidates[0].item.id == gen.candidates[0].item.id,
+                "generated_text": text[:200],
+                "top1_agree": bool(order) and verb.candidates[0].item.id == cands[order[0]].item.id,
             }
         )
         print(
             f"  {request[:34]:34s} {len(prompt.encoded):5d} tok  verbalizer {t1 - t0:6.2f} s  "
-            f"generative {t2 - t1:6.2f} s  valid {valid:2d} invalid {len(invalid):2d}",
+            f"generative {t2 - t1:6.2f} s ({tokens} tokens)  valid {len(order):2d} invalid {len(invalid):2d}",
             flush=True,
         )
     v = [r["verbalizer_s"] for r in rows]
@@ -106,82 +106,26 @@ def bench_ranking(agent, n_sets: int) -> dict:
     }
 
 
-def bench_turns(agent) -> dict:
-    from fusionrec.types import DialogueState, Turn
-
-    turns = []
-    for script in CONVERSATIONS:
-        state = DialogueState()
-        for text in script:
-            t0 = time.perf_counter()
-            marks: dict[str, float] = {}
-            events = agent.respond(state, Turn("user", text))
-            for ev in events:
-                now = time.perf_counter() - t0
-                if ev.kind == "retrieved":
-                    marks["retrieve_s"] = now
-                elif ev.kind == "ranked":
-                    marks["rank_s"] = now - marks.get("retrieve_s", 0.0)
-                elif ev.kind == "explanation_token":
-                    marks["first_token_s"] = now
-                    events.close()  # the latency ends at the first explanation token
-                    break
-                elif ev.kind in {"error", "message"}:
-                    break
-            if "first_token_s" in marks:
-                turns.append({"text": text, **marks})
-                print(
-                    f"  {text[:34]:34s} retrieve {marks['retrieve_s']:5.2f} s  rank {marks['rank_s']:5.2f} s  "
-                    f"first token at {marks['first_token_s']:5.2f} s",
-                    flush=True,
-                )
-    first = [t["first_token_s"] for t in turns]
-    return {
-        "turns": turns,
-        "p50_s": percentile(first, 50),
-        "p95_s": percentile(first, 95),
-        "retrieve_p50_s": percentile([t["retrieve_s"] for t in turns], 50),
-        "rank_p50_s": percentile([t["rank_s"] for t in turns], 50),
-    }
-
-
-def bench_explanations(agent, n: int) -> dict:
-    """Raw fact-check pass rate of generated explanations (before the grounded fallback)."""
-    import random
-
-    from agent.explain import check_explanation
-    from retrieval.prepare import load_prepared
-
-    titles, genres = agent.catalog()
-    items = [i for i in load_prepared(agent.cfg, agent.cfg.data.dataset)[0] if i.genres and len(i.text) > 60]
-    rows = []
-    for item in random.Random(11).sample(items, min(n, len(items))):
+def bench_product(agent: object, sets: list[tuple[str, list]]) -> dict:
+    """The configured ranker (adapter + prior when there is one), one pass per set."""
+    agent.rank(agent.build_prompt(*sets[0]))
+    times, tokens = [], []
+    for request, cands in sets:
+        prompt = agent.build_prompt(request, cands)
         t0 = time.perf_counter()
-        raw = "".join(
-            e.payload["text"]
-            for e in agent.explain_events(item, f"a good {item.genres[0].lower()} movie", 1)
-            if e.kind == "explanation_token"
-        )
-        res = check_explanation(raw, item, agent.template, titles, genres)
-        rows.append(
-            {"item": item.title, "raw": raw, "problems": res.raw_problems, "s": time.perf_counter() - t0}
-        )
-        print(
-            f"  {item.title[:34]:34s} {'pass' if not res.raw_problems else 'FAIL: ' + '; '.join(res.raw_problems)}"
-        )
-    passed = sum(not r["problems"] for r in rows)
-    return {"n": len(rows), "raw_pass": passed, "raw_pass_rate": passed / max(1, len(rows)), "items": rows}
+        agent.rank(prompt)
+        times.append(time.perf_counter() - t0)
+        tokens.append(len(prompt.encoded))
+    return {"ranker": agent.ranker_name, "mean_s": statistics.mean(times), "prompt_tokens_mean": statistics.mean(tokens)}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="", help="TOML/YAML config")
-    parser.add_argument("--sets", type=int, default=5, help="candidate sets for verbalizer vs generative")
-    parser.add_argument(
-        "--explain", type=int, default=20, help="explanations for the raw fact-check pass rate"
-    )
+    parser.add_argument("--sets", type=int, default=5, help="candidate sets (retrieved for fixed requests)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ranking.json"))
     args, overrides = parser.parse_known_args(argv)
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
     from fusionrec import env
     from fusionrec.cli import resolve_config
 
@@ -193,21 +137,19 @@ def main(argv: list[str] | None = None) -> int:
     from encoders.registry import source
 
     load_before = os.getloadavg()
-    t0 = time.perf_counter()
-    agent = Agent(cfg)
-    agent.retriever  # noqa: B018
-    load_s = time.perf_counter() - t0
-    print(f"LLM {source(cfg, 'llm')} on {agent.model.device}, torch threads {torch.get_num_threads()}, "
-          f"load average {load_before[0]:.1f} (loaded in {load_s:.1f} s)")  # fmt: skip
-    print(f"1) ranking {cfg.agent.num_candidates} candidates, template '{cfg.agent.template}':")
-    ranking = bench_ranking(agent, args.sets)
-    print("2) chat turn latency (retrieve + rank + first explanation token):")
-    turns = bench_turns(agent)
-    print(f"3) explanations ({cfg.agent.max_new_tokens} new tokens at most): raw fact check")
-    explanations = bench_explanations(agent, args.explain)
+    listwise_cfg = copy.deepcopy(cfg)  # copied first: loading an adapter sets its training prompt
+    listwise_cfg.agent.adapter = ""  # generation needs the listwise prompt: the zero-shot LLM reads it
+    product = Agent(cfg)
+    zero_shot = Agent(listwise_cfg, retriever=product.retriever, llm=(product.explainer, product.tokenizer))
+    sets = [(r, product.retriever.retrieve(r, k=20)) for r in REQUESTS[: args.sets]]
+    print(f"LLM {source(cfg, 'llm')}, torch threads {torch.get_num_threads()}, load average {load_before[0]:.1f}")
+    print(f"1) the same listwise prompt ('{listwise_cfg.agent.template}'): one pass vs a generated full ranking")
+    same = bench_same_prompt(zero_shot, sets)
+    print(f"2) the product's ranker: {product.ranker_name}")
+    prod = bench_product(product, sets)
     result = {
+        "command": " ".join(["python benchmarks/ranking.py", *(argv if argv is not None else sys.argv[1:])]),
         "llm": source(cfg, "llm"),
-        "device": str(agent.model.device),
         "machine": {
             "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
@@ -215,39 +157,22 @@ def main(argv: list[str] | None = None) -> int:
             "load_average_before": load_before[0],
             "load_average_after": os.getloadavg()[0],
         },
-        "config": {
-            k: getattr(cfg.agent, k)
-            for k in (
-                "num_candidates",
-                "template",
-                "overview_chars",
-                "max_prompt_tokens",
-                "max_new_tokens",
-                "torch_threads",
-            )
-        },
-        "ranking": ranking,
-        "turn_latency": turns,
-        "explanations": explanations,
+        "same_prompt": same,
+        "product": prod,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print()
-    print(f"{'measure':48s} {'value':>10s}")
-    print(f"{'verbalizer: rank 20 candidates (mean)':48s} {ranking['verbalizer_mean_s']:9.2f}s")
-    print(f"{'generative: rank 20 candidates (mean)':48s} {ranking['generative_mean_s']:9.2f}s")
-    print(f"{'ratio generative / verbalizer':48s} {ranking['ratio_generative_over_verbalizer']:9.1f}x")
+    print(f"{'measure':52s} {'value':>10s}")
+    print(f"{'verbalizer: rank 20 candidates, one pass (mean)':52s} {same['verbalizer_mean_s']:9.2f}s")
+    print(f"{'generative: write the full ranking (mean)':52s} {same['generative_mean_s']:9.2f}s")
+    print(f"{'ratio generative / verbalizer':52s} {same['ratio_generative_over_verbalizer']:9.1f}x")
     print(
-        f"{'generative answers valid / invalid':48s} "
-        f"{ranking['generated_valid_total']:>4d} / {ranking['generated_invalid_total']:<4d}"
+        f"{'generated answers valid / invalid (of ' + str(same['candidates_total']) + ')':52s} "
+        f"{same['generated_valid_total']:>4d} / {same['generated_invalid_total']:<4d}"
     )
-    print(f"{'chat turn to first explanation token p50':48s} {turns['p50_s']:9.2f}s")
-    print(f"{'chat turn to first explanation token p95':48s} {turns['p95_s']:9.2f}s")
-    print(
-        f"{'explanations passing the fact check unaided':48s} "
-        f"{explanations['raw_pass']:>4d} / {explanations['n']:<4d}"
-    )
+    print(f"{'product ranker, one pass (mean)':52s} {prod['mean_s']:9.2f}s")
     print(f"results: {out}")
     return 0
 

@@ -7,8 +7,9 @@ For each file (decoded to 16 kHz mono with ffmpeg through `whisper.load_audio`):
   longer file are pooled together. Shape (n_audio_state,), L2-normalised.
 - `classic`: statistics of the log-mel spectrogram (80 bands) and of its MFCCs (type-II DCT, 20
   coefficients): [log-mel mean, log-mel std, MFCC mean, MFCC std], shape (200,), not normalised.
-- `transcript` and `language` from `whisper.transcribe` (fp16 off), and `text_vector`, the transcript
-  through the text encoder (None when nothing was recognised).
+- `transcript` and `language` from `whisper.transcribe` (fp16 off; beam width, temperature fallback,
+  initial prompt and language from `models.speech_*`), and `text_vector`, the transcript through the
+  text encoder (None when nothing was recognised).
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ class AudioEncoder:
         max_seconds: float = 600.0,
         batch_windows: int = 8,
         temperature: float | tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+        beam_size: int = 1,
+        prompt: str = "",
+        language: str = "",
     ) -> None:
         self.model = whisper_model.eval()
         self.text_encoder = text_encoder
@@ -64,6 +68,9 @@ class AudioEncoder:
         lang = "" if whisper_model.is_multilingual else ".en"
         self.model_id = model_id or f"whisper-d{dims.n_audio_state}-l{dims.n_audio_layer}{lang}"
         self.max_seconds, self.batch_windows, self.temperature = max_seconds, batch_windows, temperature
+        if language and not whisper_model.is_multilingual and language != "en":
+            raise ValueError(f"models.speech_language={language!r}: {self.model_id} only hears English")
+        self.beam_size, self.prompt, self.language = beam_size, prompt, language
         self.memo = FileMemo()
 
     @property
@@ -181,6 +188,9 @@ class AudioEncoder:
             verbose=None,
             temperature=self.temperature,
             condition_on_previous_text=False,
+            beam_size=self.beam_size if self.beam_size > 1 else None,
+            initial_prompt=self.prompt or None,
+            language=self.language or None,
         )
         language = result.get("language") or ("" if self.model.is_multilingual else "en")
         return str(result.get("text", "")).strip(), str(language)

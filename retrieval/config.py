@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 K_MAX = 10_000  # the most candidates one query may ask for (retrieval.k, `search --k`)
+TEXT_SPACE_BLOCKS = {"text", "tfidf", "image_text"}  # the blocks whose items live in a text space
 _COLLECTION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 
 
@@ -31,6 +32,12 @@ class RetrievalConfig:
     weights: dict[str, float] = field(
         default_factory=lambda: {"text": 1.0, "image": 0.5, "audio": 0.25, "video": 0.25}
     )  # per-modality weight in early and weighted late fusion
+    # Not image_text by default: the offline poster bridge (ImageNet labels -> text space) does not
+    # really reach a text request (docs/results/requests.md: tuning half of benchmarks/requests.jsonl)
+    text_blocks: list[str] = field(
+        default_factory=lambda: ["text", "tfidf"]
+    )  # blocks a typed or transcribed text is searched in: some of text, tfidf, image_text
+    rrf_k: int = 0  # late rrf: item score = mean over its blocks of w / (rrf_k + rank), rank from 1 (tuned)
 
     def check(self) -> None:
         """Raise ValueError naming the key and its value when a setting is out of range."""
@@ -47,6 +54,13 @@ class RetrievalConfig:
         check_range("retrieval.server_retries", self.server_retries, 0, 10)
         for key, value in self.weights.items():
             check_range(f"retrieval.weights.{key}", value, 0, 1000)
+        check_range("retrieval.rrf_k", self.rrf_k, 0, 10_000)
+        unknown = sorted(set(self.text_blocks) - TEXT_SPACE_BLOCKS)
+        if unknown:
+            raise ValueError(
+                f"retrieval.text_blocks={self.text_blocks!r}: {', '.join(unknown)} cannot take a text query "
+                f"(expected some of {', '.join(sorted(TEXT_SPACE_BLOCKS))})"
+            )
 
 
 def check_range(key: str, value: float, low: float, high: float) -> None:

@@ -6,13 +6,19 @@ Blocks are the vector spaces an item can have a vector in:
 | block | item vector | query vectors that search it |
 |---|---|---|
 | ``text`` | text encoder(title, year, genres, overview, tags) | query text, audio transcript |
-| ``image_text`` | poster in the text space (CLIP / zero-shot bridge) | query text, image in text space |
+| ``image_text`` | poster in the text space (CLIP / zero-shot bridge) | image in text space [1] |
 | ``image`` | poster, native image features | image, video frames (pooled) |
 | ``audio`` | Whisper encoder states, pooled | audio (and a video's sound track) |
 | ``video`` | sampled frames, native image features, pooled | video frames (pooled), image |
 | ``tfidf`` | TF-IDF of the same text (optional) | query text, audio transcript |
 
-Scores are reported per modality: ``image`` and ``image_text`` both count as ``image``.
+[1] and the query text when ``retrieval.text_blocks`` lists it (not by default: the offline label
+bridge does not really reach a text request).
+
+Scores are reported per modality: ``image`` and ``image_text`` both count as ``image``. Only the
+blocks a query really reaches vote, and an item is scored over the blocks it has (``pooled_rrf``,
+``standardized`` + ``weighted_sum``, ``shared_blocks_cosine``): a missing poster or sound track
+neither pulls it down nor up.
 """
 
 from __future__ import annotations
@@ -102,6 +108,53 @@ def rrf(
         for rank, rid in enumerate(ranking, start=1):
             scores[rid] = scores.get(rid, 0.0) + w / (k + rank)
     return scores
+
+
+def pooled_rrf(
+    block_scores: Mapping[str, Mapping[str, float]], weights: Mapping[str, float], k: int = RRF_K
+) -> dict[str, float]:
+    """Reciprocal-rank fusion over a candidate pool, as a weighted mean over each item's own blocks.
+
+    ``block_scores``: item id -> {block: exact score}. Each block ranks the items that have a score
+    there (rank from 1); an item scores the weighted mean of 1 / (k + rank) over its blocks, so an
+    item without a block (no poster, no audio) is neither pulled down by a missing vote nor up.
+    """
+    columns: dict[str, list[tuple[float, str]]] = {}
+    for rid, scores in block_scores.items():
+        for block, score in scores.items():
+            columns.setdefault(block, []).append((score, rid))
+    votes: dict[str, dict[str, float]] = {rid: {} for rid in block_scores}
+    for block, column in columns.items():
+        column.sort(key=lambda pair: -pair[0])
+        for rank, (_, rid) in enumerate(column, start=1):
+            votes[rid][block] = 1.0 / (k + rank)
+    return {rid: weighted_sum(v, weights) for rid, v in votes.items()}
+
+
+def standardized(block_scores: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    """Each block's scores as z-scores over the items that have the block (0 when they all tie).
+
+    Blocks score on different scales (poster features are far more alike than overviews), so a raw
+    weighted mean would favour items that have the high-scoring block; z-scores put them on one.
+    """
+    columns: dict[str, list[float]] = {}
+    for scores in block_scores.values():
+        for block, score in scores.items():
+            columns.setdefault(block, []).append(score)
+    stats = {b: (float(np.mean(v)), float(np.std(v))) for b, v in columns.items()}
+    return {
+        rid: {b: (s - stats[b][0]) / stats[b][1] if stats[b][1] > 0 else 0.0 for b, s in scores.items()}
+        for rid, scores in block_scores.items()
+    }
+
+
+def shared_blocks_cosine(block_scores: Mapping[str, float], weights: Mapping[str, float]) -> float:
+    """The early-fused cosine over the blocks the query and the item share: sum w^2 cos / sum w^2.
+
+    Equal to the fused cosine (up to one factor) for an item that has all the query's blocks; an item
+    lacking one is not pulled down by its zeros nor up by its shorter fused vector.
+    """
+    return weighted_sum(block_scores, {b: block_weight(weights, b) ** 2 for b in block_scores})
 
 
 def weighted_sum(modality_scores: Mapping[str, float], weights: Mapping[str, float]) -> float:

@@ -1,14 +1,14 @@
 """Candidate retrieval: a text and/or media query -> Chroma -> candidates with per-modality scores.
 
 `Retriever(cfg).retrieve(query_text, attachments, filters, exclude_ids, k)` is what the agent calls.
-The query becomes one vector per block (see `retrieval.fusion`): text goes to the text, TF-IDF and
-image-in-text-space blocks; an image to the image and video blocks natively and to the
-image-in-text-space block through ``to_text_space`` (not to the overview's text block: an exact
-poster match must not be outvoted by a noisy image-to-overview channel); audio through its
-transcript (as text) and its Whisper vector; a video through its pooled frames (as an image) and
-its sound track (as audio).
+The query becomes one vector per block (see `retrieval.fusion`): text goes to the blocks it really
+reaches (``retrieval.text_blocks``: text and TF-IDF, not the posters' label bridge); an image to the
+image and video blocks natively and to the image-in-text-space block through ``to_text_space`` (not
+to the overview's text block: an exact poster match must not be outvoted by a noisy
+image-to-overview channel); audio through its transcript (as text) and its Whisper vector; a video
+through its pooled frames (as an image) and its sound track (as audio).
 ``retrieval.fusion`` then picks the strategy: ``early`` (one fused vector, one collection), ``late``
-(one search per block, combined by RRF or a weighted score sum) or ``cross`` (late candidates,
+(one search per block, combined by RRF or a weighted score mean) or ``cross`` (late candidates,
 scored by the cross-modal attention module). Filters and excluded ids go into Chroma's ``where``.
 """
 
@@ -28,17 +28,18 @@ from fusionrec.config import Config
 from fusionrec.types import Attachment, Candidate, Item
 from retrieval.fusion import (
     BLOCKS,
-    block_weight,
     early_fuse,
     load_cross_fusion,
     modality_scores,
     normalize,
-    rrf,
+    pooled_rrf,
+    shared_blocks_cosine,
     split_blocks,
+    standardized,
     weighted_sum,
 )
 from retrieval.ingest import VIDEO_FPS
-from retrieval.store import Store, build_where
+from retrieval.store import Store, build_where, hidden
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,17 @@ class QueryVectors:
     blocks: dict[str, np.ndarray] = field(default_factory=dict)
     turn: np.ndarray | None = None
     transcripts: list[str] = field(default_factory=list)
+    uploads: list[Upload] = field(default_factory=list)  # one per attachment, in order
+
+
+@dataclass
+class Upload:
+    """An attachment as the query encoded it, for the prompt: its native vector and what it shows/says."""
+
+    kind: str  # image | audio | video
+    vector: np.ndarray | None  # native features (image), pooled Whisper states (audio), pooled frames (video)
+    labels: list[str] = field(default_factory=list)  # top image classes
+    transcript: str = ""  # what the audio (or the video's sound track) says
 
 
 class Retriever:
@@ -141,10 +153,12 @@ class Retriever:
     # --- query vectors -----------------------------------------------------------------------
     def query_vectors(self, query_text: str = "", attachments: Sequence[Attachment] = ()) -> QueryVectors:
         """The query's vector per block (only blocks the store has), averaged over contributions."""
+        from encoders.image import top_labels
         from encoders.media import validate
 
         parts: dict[str, list[np.ndarray]] = {}
         transcripts: list[str] = []
+        uploads: list[Upload] = []
 
         def add(block: str, vec: Any) -> None:
             v = np.asarray(vec, dtype=np.float32).reshape(-1)
@@ -152,15 +166,17 @@ class Retriever:
                 parts.setdefault(block, []).append(normalize(v))
 
         def add_text(text: str) -> None:
+            """Typed or heard text, in the blocks it really reaches (``retrieval.text_blocks``)."""
             if not text.strip():
                 return
+            reach = [b for b in self.cfg.retrieval.text_blocks if b in self.dims]
             vec = None
-            if "text" in self.dims:
+            if "text" in reach:
                 vec = self._encoder("text").encode([text])[0]
                 add("text", vec)
-            if "tfidf" in self.dims:
+            if "tfidf" in reach:
                 add("tfidf", self._encoder("tfidf").encode([text])[0])
-            if "image_text" in self.dims:  # the zero-shot bridge's text side is the text encoder itself
+            if "image_text" in reach:  # the zero-shot bridge's text side is the text encoder itself
                 same = vec is not None and self._image_in_text_space()
                 add("image_text", vec if same else self._encoder("image").encode_text([text])[0])
 
@@ -182,26 +198,29 @@ class Retriever:
             if not att.validated:
                 att = validate(att.path, att.kind)
             path = str(att.path)
-            if att.kind == "image":
+            if att.kind == "image":  # one forward pass: native features, text space, class labels
                 image = self._encoder("image")
-                if hasattr(image, "features"):  # one forward pass for both
-                    feats = image.features([path])
-                    add_image_like(feats.native[0], feats.text[0])
-                else:
-                    add_image_like(image.encode([path])[0], image.to_text_space([path])[0])
+                feats = image.features([path])
+                add_image_like(feats.native[0], feats.text[0])
+                labels = [name for name, _ in top_labels(feats.probs, image.class_names, k=3)[0]]
+                uploads.append(Upload("image", feats.native[0], labels=labels))
             elif att.kind == "audio":
-                add_audio(self._encoder("audio").encode([path])[0])
+                heard = self._encoder("audio").encode([path])[0]
+                add_audio(heard)
+                uploads.append(Upload("audio", heard.whisper, transcript=heard.transcript.strip()))
             elif att.kind == "video":
                 feats = self._encoder("video").encode(path, fps=VIDEO_FPS)
                 add_image_like(feats.image, feats.to_text_space)
                 add_audio(feats.audio)
+                said = feats.audio.transcript.strip() if feats.audio is not None else ""
+                uploads.append(Upload("video", feats.image, transcript=said))
             else:
                 raise ValueError(f"unknown attachment kind {att.kind!r} for {path}")
         blocks = {b: normalize(np.mean(vs, axis=0)) for b, vs in parts.items()}
         turn = blocks.get("text")
         if turn is None and "image_text" in blocks and self._image_in_text_space():
             turn = blocks["image_text"]
-        return QueryVectors(blocks=blocks, turn=turn, transcripts=transcripts)
+        return QueryVectors(blocks=blocks, turn=turn, transcripts=transcripts, uploads=uploads)
 
     # --- retrieval ---------------------------------------------------------------------------
     def retrieve(
@@ -211,12 +230,16 @@ class Retriever:
         filters: dict[str, Any] | None = None,
         exclude_ids: Iterable[str] = (),
         k: int | None = None,
+        query: QueryVectors | None = None,
     ) -> list[Candidate]:
-        """Top-k candidates, best first, each with its fused score and per-modality scores."""
+        """Top-k candidates, best first, each with its fused score and per-modality scores.
+
+        `query`: the turn's vectors when the caller already has them (`query_vectors`; the text and
+        attachments are then not encoded again)."""
         k = int(k or self.cfg.retrieval.k)
         exclude = {str(i) for i in exclude_ids}
         where = build_where(filters, exclude)
-        query = self.query_vectors(query_text, attachments)
+        query = query or self.query_vectors(query_text, attachments)
         self.last_query = query  # what the query became (e.g. the transcript of an audio attachment)
         if not query.blocks:
             return self._browse(where, k, exclude)
@@ -228,24 +251,29 @@ class Retriever:
     def _browse(self, where: dict | None, k: int, exclude: set[str]) -> list[Candidate]:
         """No query vector (e.g. filters only): items matching the filters, in catalog order."""
         col = self.store.get("early")
-        got = col.get(where=where, limit=k + len(exclude), include=["documents"])
-        for rid, doc in zip(got["ids"], got["documents"], strict=True):
-            self._remember(rid, doc)
-        return [Candidate(self.item(rid), 0.0, {}) for rid in got["ids"] if rid not in exclude][:k]
+        got = col.get(where=where, limit=k + len(exclude) + 10, include=["documents", "metadatas"])
+        keep = []
+        for rid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
+            if rid not in exclude and not hidden(meta or {}):  # placeholder titles are never offered
+                self._remember(rid, doc)
+                keep.append(rid)
+        return [Candidate(self.item(rid), 0.0, {}) for rid in keep[:k]]
 
     def _early(self, query: QueryVectors, where: dict | None, k: int) -> list[tuple[str, float, dict]]:
-        qvec = early_fuse(self.layout, query.blocks, self.cfg.retrieval.weights)
+        """One fused search, re-scored over the blocks each hit shares with the query."""
+        weights = self.cfg.retrieval.weights
+        qvec = early_fuse(self.layout, query.blocks, weights)
         if not np.any(qvec):  # the query reaches no block of the fused vector
             return []
-        hits = self.store.query("early", qvec, k + 10, where)
+        hits = self.store.query("early", qvec, k * OVERFETCH + 10, where)
         records = self.store.records("early", [rid for rid, _ in hits])
         out = []
-        for rid, score in hits:
+        for rid, _ in hits:
             emb, _, doc = records[rid]
             self._remember(rid, doc)
             parts = split_blocks(emb, self.layout)
             block_scores = {b: float(parts[b] @ query.blocks[b]) for b in parts if b in query.blocks}
-            out.append((rid, score, modality_scores(block_scores)))
+            out.append((rid, shared_blocks_cosine(block_scores, weights), modality_scores(block_scores)))
         return out
 
     def _late(self, query: QueryVectors, where: dict | None, k: int) -> list[tuple[str, float, dict]]:
@@ -256,12 +284,10 @@ class Retriever:
         weights = self.cfg.retrieval.weights
         if self.fusion == "cross":
             fused = self._cross_scores(query, ids, block_scores, vectors)
-        elif self.cfg.retrieval.late_combine == "rrf":
-            fused = rrf(
-                [[rid for rid, _ in lists[b]] for b in channels], [block_weight(weights, b) for b in channels]
-            )
+        elif self.cfg.retrieval.late_combine == "rrf":  # ranks over the pool, each item over its blocks
+            fused = pooled_rrf(block_scores, weights, self.cfg.retrieval.rrf_k)
         else:
-            fused = {rid: weighted_sum(block_scores[rid], weights) for rid in ids}
+            fused = {rid: weighted_sum(z, weights) for rid, z in standardized(block_scores).items()}
         return [(rid, float(fused.get(rid, 0.0)), modality_scores(block_scores[rid])) for rid in ids]
 
     def _block_scores(

@@ -54,7 +54,7 @@ def test_real_whisper_transcribes_espeak_speech(real_audio, speech):
     words = f.transcript.lower()
     assert "comedy" in words and "movie" in words and "family" in words, f.transcript
     assert f.language == "en"
-    assert f.whisper.shape == (384,) and f.classic.shape == (CLASSIC_DIM,)
+    assert f.whisper.shape == (real_audio.dim,) == (512,) and f.classic.shape == (CLASSIC_DIM,)
     assert abs(float(np.linalg.norm(f.whisper)) - 1) < 1e-5
     assert 1.5 < f.duration < 4.0
     text = real_audio.text_encoder

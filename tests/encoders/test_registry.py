@@ -30,7 +30,7 @@ def test_offline_sources_are_folders_under_models_dir(tmp_path):
     assert registry.source(cfg, "llm") == str(models / "smollm2-135m-instruct")
     assert registry.source(cfg, "text_embedder") == str(models / "all-minilm-l6-v2")
     assert registry.source(cfg, "image_encoder") == "timm:" + str(models / "efficientnet-lite0")
-    assert registry.source(cfg, "speech") == str(models / "whisper" / "tiny.en.pt")
+    assert registry.source(cfg, "speech") == str(models / "whisper" / "base.pt")  # measured: requests.md
 
 
 def test_online_sources_are_hub_names(tmp_path):

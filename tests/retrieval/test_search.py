@@ -62,7 +62,7 @@ def test_candidates_carry_per_modality_scores_and_stored_items(ret_cfg, ingested
     cands = retriever.retrieve("Woody the cowboy and the other toys in Andy's room meet Buzz Lightyear", k=10)
     assert len(cands) == 10 and cands[0].item.title == "Toy Story"
     assert [c.score for c in cands] == sorted((c.score for c in cands), reverse=True)
-    assert set(cands[0].modality_scores) == {"text", "image"}  # text + poster in the text space
+    assert set(cands[0].modality_scores) == {"text"}  # a text request does not reach the poster bridge
     item = retriever.item("1")
     assert item.title == "Toy Story" and item.media["image"] == catalog[0].media["image"]
     assert retriever.item("1").tags, "auto-labels of the poster are merged into the tags"

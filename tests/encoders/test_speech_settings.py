@@ -1,0 +1,97 @@
+"""The `models.speech_*` decoding settings reach Whisper: beam width, initial prompt, temperature
+fallback, language; bad values are one line naming the key.
+
+The real tiny Whisper (random weights, built from its dims) transcribes a real espeak-ng clip: its
+transcripts are nonsense but deterministic, so a setting that reaches decoding changes them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from encoders import registry
+from encoders.audio import AudioEncoder
+from encoders.config import SPEECH_PROMPT
+from fusionrec.config import ConfigError
+from tests.conftest import make_config
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng not installed (apt-get install espeak-ng)")
+    path = tmp_path_factory.mktemp("speech") / "request.wav"
+    subprocess.run(["espeak-ng", "-w", str(path), "a funny space movie"], check=True, capture_output=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def whisper_model(tiny_cfg):
+    return registry.load_whisper(tiny_cfg)
+
+
+def heard(model, clip: Path, **settings) -> tuple[str, list[int]]:
+    """(transcript, decoder batch sizes seen) with greedy decoding and no fallback unless given."""
+    batches: list[int] = []
+    hook = model.decoder.register_forward_hook(lambda _m, args, _o: batches.append(int(args[0].shape[0])))
+    try:
+        encoder = AudioEncoder(model, None, **{"temperature": (0.0,), **settings})
+        return encoder.transcribe(clip)[0], batches
+    finally:
+        hook.remove()
+
+
+def test_beam_size_is_the_decoders_batch(whisper_model, clip):
+    _, greedy = heard(whisper_model, clip, beam_size=1)
+    _, beam = heard(whisper_model, clip, beam_size=3)
+    assert max(greedy) == 1 and max(beam) == 3
+
+
+def test_initial_prompt_changes_the_transcript(whisper_model, clip):
+    plain, _ = heard(whisper_model, clip)
+    prompted, _ = heard(whisper_model, clip, prompt=SPEECH_PROMPT)
+    assert plain and prompted and plain != prompted
+
+
+def test_temperature_fallback_redecodes_a_broken_transcript(whisper_model, clip):
+    """The random model repeats one word (compression ratio far above 2.4): with a fallback
+    temperature Whisper decodes again by sampling, and keeps a different text."""
+    torch.manual_seed(0)
+    once, first = heard(whisper_model, clip)
+    again, both = heard(whisper_model, clip, temperature=(0.0, 1.0))
+    assert len(set(once.split())) <= 2  # the broken greedy transcript
+    assert again != once and len(both) > len(first)
+
+
+def test_config_settings_reach_the_audio_encoder(tiny_cfg):
+    cfg = make_config("tiny", overrides=["models.speech_beam_size=4", "models.speech_prompt=Films.",
+                                         "models.speech_temperatures=0.0,0.5"])  # fmt: skip
+    enc = registry.load_audio_encoder(cfg)
+    assert (enc.beam_size, enc.prompt, enc.temperature, enc.language) == (4, "Films.", (0.0, 0.5), "")
+    assert registry.load_audio_encoder(tiny_cfg) is not enc  # other settings, another encoder
+
+
+def test_a_language_an_english_only_model_cannot_hear_is_one_line(tiny_cfg):
+    cfg = make_config("tiny", overrides=["models.speech_language=de"])
+    with pytest.raises(registry.ModelError, match=r"models.speech_language='de': .* only hears English"):
+        registry.load_audio_encoder(cfg)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("models.speech_beam_size=0", "models.speech_beam_size=0: expected a number from 1 to 16"),
+        ("models.speech_temperatures=0.4,0.2", "models.speech_temperatures=.*increasing numbers from 0 to 1"),
+        ("models.speech_temperatures=0.0,1.5", "models.speech_temperatures=.*increasing numbers from 0 to 1"),
+        ("models.speech_language=German", "models.speech_language='German': expected"),
+        (f"models.speech_prompt={'x' * 201}", "models.speech_prompt: 201 characters"),
+    ],
+)
+def test_bad_speech_settings_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        make_config("tiny", overrides=[override])
