@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from finetune.recipe import RecipeError, _build, resolve_path
+from finetune.recipe import RecipeError, _build, read_recipe
 from fusionrec.config import Config
 
 log = logging.getLogger(__name__)
@@ -74,33 +74,14 @@ class ProjectorRecipe:
     path: str = ""  # where it was read from (not a YAML key)
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(data, dict):
-        raise RecipeError(f"{path}: expected a mapping at the top level")
-    return data
-
-
 def is_projector_recipe(name: str) -> bool:
     """Whether the recipe (path or shipped name) trains the poster projector (``kind: poster_projector``)."""
-    return _read_yaml(resolve_path(name)).get("kind") == KIND
+    return read_recipe(name)[1].get("kind") == KIND
 
 
 def load_projector_recipe(name: str, overrides: dict[str, Any] | None = None) -> ProjectorRecipe:
     """Read and check a poster-projector recipe, then apply ``{"train.epochs": 3, ...}`` overrides."""
-    path = resolve_path(name)
-    data = _read_yaml(path)
-    for dotted, value in (overrides or {}).items():
-        section, _, key = dotted.rpartition(".")
-        target = data.setdefault(section, {}) if section else data
-        if not isinstance(target, dict):
-            raise RecipeError(f"override {dotted}: {section} is not a section")
-        target[key] = value
+    path, data = read_recipe(name, overrides)
     try:
         recipe = _build(ProjectorRecipe, data, "")
     except RecipeError as exc:

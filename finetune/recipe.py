@@ -245,8 +245,8 @@ def validate(recipe: Recipe, where: str) -> Recipe:
     return recipe
 
 
-def load_recipe(name: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
-    """Read a recipe (path or shipped name), then apply ``{"train.lr": 1e-4, ...}`` overrides."""
+def read_recipe(name: str | Path, overrides: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
+    """(path, raw mapping) of a recipe (path or shipped name) with ``{"train.lr": 1e-4, ...}`` applied."""
     import yaml
 
     path = resolve_path(str(name))
@@ -254,12 +254,20 @@ def load_recipe(name: str | Path, overrides: dict[str, Any] | None = None) -> Re
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise RecipeError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: expected a mapping at the top level")
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.rpartition(".")
         target = data.setdefault(section, {}) if section else data
         if not isinstance(target, dict):
             raise RecipeError(f"override {dotted}: {section} is not a section")
         target[key] = value
+    return path, data
+
+
+def load_recipe(name: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
+    """Read a recipe (path or shipped name), then apply ``{"train.lr": 1e-4, ...}`` overrides."""
+    path, data = read_recipe(name, overrides)
     try:
         recipe = _build(Recipe, data, "")
     except RecipeError as exc:
