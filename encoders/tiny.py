@@ -162,5 +162,8 @@ def build_whisper(dst: Path) -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
         model = Whisper(ModelDimensions(**dims))
+        # Whisper allocates the decoder's positions with torch.empty (trained weights overwrite
+        # them); left as is, a random checkpoint holds whatever memory held, NaN included.
+        torch.nn.init.normal_(model.decoder.positional_embedding, std=0.02)
     dst.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"dims": dims, "model_state_dict": model.state_dict()}, str(dst))

@@ -95,3 +95,18 @@ def test_a_language_an_english_only_model_cannot_hear_is_one_line(tiny_cfg):
 def test_bad_speech_settings_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
         make_config("tiny", overrides=[override])
+
+
+def test_the_tiny_checkpoint_is_the_same_finite_weights_every_build(tmp_path):
+    """Built twice from the seed, the random checkpoint is identical and finite (no tensor is left
+    as uninitialised memory, which made CI transcripts NaN)."""
+    from encoders.tiny import build_whisper
+
+    states = []
+    for name in ("a.pt", "b.pt"):
+        build_whisper(tmp_path / name)
+        states.append(torch.load(tmp_path / name, weights_only=True)["model_state_dict"])
+    assert states[0].keys() == states[1].keys()
+    for key, value in states[0].items():
+        assert torch.isfinite(value).all(), key
+        assert torch.equal(value, states[1][key]), key
