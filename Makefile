@@ -25,3 +25,6 @@ test: setup
 bench: prepare
 	$(BIN)/python benchmarks/retrieval.py
 	$(BIN)/python benchmarks/ranking.py
+	$(BIN)/python benchmarks/turn.py
+	$(BIN)/python benchmarks/explanations.py
+	$(BIN)/python benchmarks/requests.py
