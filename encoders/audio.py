@@ -15,6 +15,7 @@ For each file (decoded to 16 kHz mono with ffmpeg through `whisper.load_audio`):
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,9 @@ class AudioEncoder:
             raise ValueError(f"models.speech_language={language!r}: {self.model_id} only hears English")
         self.beam_size, self.prompt, self.language = beam_size, prompt, language
         self.memo = FileMemo()
+        encoder = whisper_model.encoder
+        if not isinstance(encoder.forward, WindowMemo):  # the model may be shared by several encoders
+            encoder.forward = WindowMemo(encoder.forward)
 
     @property
     def device(self) -> torch.device:
@@ -194,6 +198,35 @@ class AudioEncoder:
         )
         language = result.get("language") or ("" if self.model.is_multilingual else "en")
         return str(result.get("text", "")).strip(), str(language)
+
+
+class WindowMemo:
+    """Whisper's encoder with a memory of its last windows: the pooled vector, language detection and
+    every decoding attempt (temperature fallback) of a clip read the same 30 s windows, so the encoder
+    runs once per window instead of three or more times. Identical input rows give the stored states."""
+
+    def __init__(self, forward: Any, size: int = 8) -> None:
+        self.forward, self.size = forward, size
+        self.entries: list[tuple[torch.Tensor, torch.Tensor]] = []  # (mel window, encoder states)
+        self.lock = threading.Lock()
+
+    def __call__(self, mel: torch.Tensor) -> torch.Tensor:
+        with self.lock:
+            found = [self._find(row) for row in mel]
+        if all(f is not None for f in found):
+            return torch.stack(found)  # type: ignore[arg-type]
+        states = self.forward(mel)
+        with self.lock:
+            for row, state in zip(mel, states, strict=True):
+                self.entries.append((row.detach().clone(), state.detach().clone()))
+            del self.entries[: -self.size]
+        return states
+
+    def _find(self, row: torch.Tensor) -> torch.Tensor | None:
+        for key, state in reversed(self.entries):
+            if key.dtype == row.dtype and key.device == row.device and torch.equal(key, row):
+                return state.clone()
+        return None
 
 
 def classic_features(audio: np.ndarray) -> np.ndarray:

@@ -110,3 +110,26 @@ def test_the_tiny_checkpoint_is_the_same_finite_weights_every_build(tmp_path):
     for key, value in states[0].items():
         assert torch.isfinite(value).all(), key
         assert torch.equal(value, states[1][key]), key
+
+
+def test_whisper_encoder_runs_once_per_window_and_changes_nothing(tiny_cfg, clip):
+    """Language detection and every decoding attempt share one encoder pass (counted on its first
+    layer; the pooled vector, padded in the audio domain, has its own), and the transcript equals plain
+    `whisper.transcribe` on an unshared copy of the model. The random model's transcript is broken, so
+    the temperature fallback decodes twice."""
+    import whisper
+
+    fresh = whisper.load_model(str(registry.source(tiny_cfg, "speech")), device="cpu").eval()
+    settings = {"fp16": False, "temperature": (0.0, 1.0), "condition_on_previous_text": False}
+    torch.manual_seed(0)
+    expected = fresh.transcribe(str(clip), **settings)["text"].strip()
+    passes: list[int] = []
+    attempts: list[float] = []  # temperature of each decoding attempt
+    fresh.encoder.conv1.register_forward_hook(lambda *_: passes.append(1))
+    decode = fresh.decode
+    fresh.decode = lambda mel, options: attempts.append(options.temperature) or decode(mel, options)
+    encoder = AudioEncoder(fresh, None, temperature=(0.0, 1.0))
+    torch.manual_seed(0)
+    (feats,) = encoder.encode([clip])
+    assert feats.transcript == expected
+    assert attempts == [0.0, 1.0] and len(passes) == 2
