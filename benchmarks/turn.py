@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 SPEECH_DIR = Path(tempfile.gettempdir()) / "fusionrec-bench-speech"
 STAGES = {"retrieved": "retrieval", "ranked": "ranked list", "first_token": "first token", "done": "whole turn"}
+KINDS = ("typed", "poster", "spoken", "refinement", "like")  # the turns of each dialogue, in order
 # (typed request, poster item id, spoken request, refinement): each dialogue ends with a like
 DIALOGUES = [
     ("a light comedy from the 90s", "1", "a scary movie with ghosts", "but calmer, no horror"),
@@ -131,7 +132,8 @@ def worker(args: argparse.Namespace, overrides: list[str]) -> int:
     load = os.getloadavg()[0]
     agent = Agent(cfg)
     dialogues = script(cfg, args.dialogues)
-    run_turns(agent, script(cfg, 1)[:1])  # warm-up dialogue (first calls load encoders): not counted
+    # warm-up on the last dialogue, never timed (first calls load encoders; files are memoised)
+    run_turns(agent, script(cfg, len(DIALOGUES))[-1:])
     rows = run_turns(agent, dialogues)
     result = {
         "threads": torch.get_num_threads(),
@@ -162,6 +164,10 @@ def run_side(label: str, pythonpath: Path, args: argparse.Namespace, overrides: 
     result = json.loads(out.read_text(encoding="utf-8"))
     out.unlink()
     result["stats"] = stats(result["turns"])
+    result["by_kind"] = {
+        kind: {k: v["p50"] for k, v in stats([r for r in result["turns"] if r["turn"] == t]).items()}
+        for t, kind in enumerate(KINDS)
+    }
     return result
 
 
@@ -189,6 +195,11 @@ def table(sides: dict[str, dict]) -> None:
             line += f" {b / a:9.2f}x"
         print(line)
     for n in names:
+        by_kind = sides[n]["by_kind"]
+        print(f"{n} p50 by turn: " + ", ".join(
+            f"{kind} {by_kind[kind]['ranked']:.2f}s ranked / {by_kind[kind]['done']:.2f}s whole" for kind in by_kind
+        ))
+    for n in names:
         s = sides[n]
         print(f"{n}: torch threads {s['threads']}, load average {s['load_before']:.2f} -> {s['load_after']:.2f}")
 
@@ -202,12 +213,14 @@ def agreement(base: list[dict], new: list[dict]) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="", help="TOML/YAML config")
-    parser.add_argument("--dialogues", type=int, default=4, help=f"dialogues of 5 turns (at most {len(DIALOGUES)})")
+    parser.add_argument("--dialogues", type=int, default=4, help=f"dialogues of 5 turns (at most {len(DIALOGUES) - 1})")
     parser.add_argument("--baseline", default="", help="git revision to compare with (e.g. HEAD~1)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "turn.json"))
     parser.add_argument("--summary", default="", help="also write the 'turn' section of this summary.json")
     parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
     args, overrides = parser.parse_known_args(argv)
+    if not 1 <= args.dialogues < len(DIALOGUES):
+        parser.error(f"--dialogues: 1 to {len(DIALOGUES) - 1} (the last dialogue warms up)")
     if args.worker:
         return worker(args, overrides)
     sides = {}
