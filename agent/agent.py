@@ -46,6 +46,7 @@ from fusionrec.types import Attachment, Candidate, DialogueState, Item, Ranking,
 from retrieval.collaborative import TABLE_FILE, load_table, with_collab
 from retrieval.config import parse_server_url
 from retrieval.prior import PRIOR_FILE, Prior, standardise
+from retrieval.store import hidden
 
 if TYPE_CHECKING:
     from retrieval.search import QueryVectors, Upload
@@ -166,6 +167,7 @@ class Agent:
         self._item_vectors: dict[str, np.ndarray] = {}
         self._catalog: tuple[list[str], list[str]] | None = None
         self._priors: dict[int, list[float]] = {}
+        self._grounded: GroundedExplainer | None = None
 
     # --- collaborators ----------------------------------------------------------------------------
     @property
@@ -181,6 +183,7 @@ class Agent:
         if self._catalog is None:
             store = self.retriever.store
             metas = store.metadatas("early", store.all_ids("early"))
+            metas = {k: m for k, m in metas.items() if not hidden(m)}  # no placeholder "unknown"
             titles = sorted({str(m.get("title", "")) for m in metas.values() if m.get("title")})
             genres = sorted(
                 {g.strip() for m in metas.values() for g in str(m.get("genres", "")).split(",") if g.strip()}
@@ -386,7 +389,7 @@ class Agent:
     def grounded_explainer(self) -> GroundedExplainer:
         """The explainer (built once): the explaining LLM, the text encoder for the overview sentence,
         the prior's item vectors; it keeps the turn's prompt-prefix cache between the shown items."""
-        explainer = getattr(self, "_grounded", None)
+        explainer = self._grounded
         if explainer is None:
             from encoders import registry
 
@@ -546,7 +549,7 @@ class Agent:
         prompt = self.build_prompt(text or "(see the attachment)", candidates, state, inputs, history)
         ranking = self.rank(prompt, history=list(state.liked), retrieval=True)
         timings["rank_s"] = time.perf_counter() - t0
-        shown = ranking.candidates[: self.cfg.agent.show_top_k]
+        shown = distinct_titles(ranking.candidates)[: self.cfg.agent.show_top_k]
         state.last_ranking = [c.item.id for c in shown]
         state.shown.extend(i for i in state.last_ranking if i not in state.shown)
         yield Event(
@@ -572,6 +575,19 @@ class Agent:
         state.turns.append(Turn("assistant", reply))
         yield Event("message", {"text": reply})
         yield Event("done", {"seconds": time.perf_counter() - t0, "ok": True, "timings": timings})
+
+
+def distinct_titles(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """The candidates in order, each (title, year) once: catalogs hold duplicate records of one film
+    (ML-100k lists some titles under two ids), and a list showing a film twice reads as a bug."""
+    seen: set[tuple[str, int | None]] = set()
+    out = []
+    for cand in candidates:
+        key = (cand.item.title.casefold().strip(), cand.item.year)
+        if key not in seen:
+            seen.add(key)
+            out.append(cand)
+    return out
 
 
 def _restore(state: DialogueState, before: DialogueState) -> None:
