@@ -505,6 +505,14 @@ class Agent:
             yield Event("error", {"message": message})
             yield Event("done", {"seconds": time.perf_counter() - t0, "ok": False, "timings": timings})
 
+    def _fold(self, state: DialogueState, update: dialogue.DialogueUpdate) -> dict[str, Any]:
+        """Apply a parsed message to the state (`dialogue.apply_update`); notes name the liked and
+        disliked films."""
+        feedback = dialogue.apply_update(state, update)
+        for key, word in (("disliked", "not"), ("liked", "more like")):
+            update.notes += [f"{word} {self.retriever.item(i).title}" for i in feedback[key]]
+        return feedback
+
     def _respond(
         self,
         state: DialogueState,
@@ -519,13 +527,21 @@ class Agent:
         if state.last_ranking:
             shown_years = [i.year for i in self.retriever.items(state.last_ranking)]
         update = dialogue.parse_turn(text, self.catalog()[1], shown_years)
-        feedback = dialogue.apply_update(state, update)
-        for key, word in (("disliked", "not"), ("liked", "more like")):
-            update.notes += [f"{word} {self.retriever.item(i).title}" for i in feedback[key]]
+        feedback = self._fold(state, update)
         query = self._query_text(state, text)
         if update.language:  # the text encoder reads English: search with what was understood, too
             query = ". ".join(x for x in (wanted_text(state), query) if x)
         vectors = self.retriever.query_vectors(query, attachments)  # each upload encoded once per turn
+        if vectors.transcripts:  # what was said counts like what was typed: genres, years, "no horror"
+            heard = dialogue.parse_turn(" ".join(vectors.transcripts), self.catalog()[1], shown_years)
+            said = self._fold(state, heard)
+            update.notes += heard.notes
+            update.language = update.language or heard.language
+            feedback = {
+                "liked": feedback["liked"] + said["liked"],
+                "disliked": feedback["disliked"] + said["disliked"],
+                "query_item": said["query_item"] or feedback["query_item"],
+            }
         candidates = self._retrieve(vectors, state, feedback["query_item"])
         timings["retrieve_s"] = time.perf_counter() - t0
         yield Event(
