@@ -39,6 +39,7 @@ from agent.prompt import (
 from agent.rank import label_logprobs, label_prior, ordered_ranking, rank_generative, rank_verbalizer
 from agent.residual import Residual, mix
 from agent.softtokens import placeholder_id
+from agent.titles import Named, TitleFinder
 from fusionrec import logs
 from fusionrec.config import Config
 from fusionrec.text import one_line
@@ -168,6 +169,7 @@ class Agent:
         self._catalog: tuple[list[str], list[str]] | None = None
         self._priors: dict[int, list[float]] = {}
         self._grounded: GroundedExplainer | None = None
+        self._titles: TitleFinder | None = None
 
     # --- collaborators ----------------------------------------------------------------------------
     @property
@@ -189,7 +191,14 @@ class Agent:
                 {g.strip() for m in metas.values() for g in str(m.get("genres", "")).split(",") if g.strip()}
             )
             self._catalog = (titles, genres)
+            self._titles = TitleFinder((k, str(m["title"])) for k, m in metas.items() if m.get("title"))
         return self._catalog
+
+    def named_films(self, message: str) -> list[Named]:
+        """The catalog films `message` names (`agent.titles`)."""
+        self.catalog()
+        assert self._titles is not None
+        return self._titles.find(message)
 
     def item_vectors(self, items: Sequence[Item]) -> dict[str, np.ndarray]:
         """Each item's text vector (from the store's text block, else encoded), for its hybrid token,
@@ -542,6 +551,8 @@ class Agent:
                 "disliked": feedback["disliked"] + said["disliked"],
                 "query_item": said["query_item"] or feedback["query_item"],
             }
+        named = self.named_films(" ".join([text, *vectors.transcripts]))
+        feedback["query_item"] = feedback["query_item"] or name_films(state, named, update.notes)
         candidates = self._retrieve(vectors, state, feedback["query_item"])
         timings["retrieve_s"] = time.perf_counter() - t0
         yield Event(
@@ -591,6 +602,19 @@ class Agent:
         state.turns.append(Turn("assistant", reply))
         yield Event("message", {"text": reply})
         yield Event("done", {"seconds": time.perf_counter() - t0, "ok": True, "timings": timings})
+
+
+def name_films(state: DialogueState, named: Sequence[Named], notes: list[str]) -> str | None:
+    """Fold the films a message names into the state (refused: disliked; otherwise liked, so never
+    recommended back); returns the first film given as a model ("like X") to anchor the search."""
+    anchor = None
+    for film in named:
+        target = state.disliked if film.refused else state.liked
+        target.extend(i for i in film.ids if i not in target)
+        notes.append(f"{'not' if film.refused else 'you named'} {film.title}")
+        if film.model and not film.refused and anchor is None:
+            anchor = film.ids[0]
+    return anchor
 
 
 def distinct_titles(candidates: Sequence[Candidate]) -> list[Candidate]:
