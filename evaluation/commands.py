@@ -28,8 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument(
         "--summary",
         default="",
-        help="also update this JSON file's ml100k_loo section (e.g. docs/results/summary.json; other "
-        "sections are kept) and write its plots beside it (default: eval.summary)",
+        help="also update this JSON file's ml100k_loo (and/or redial) section (e.g. "
+        "docs/results/summary.json; other sections are kept) and write its plots beside it "
+        "(default: eval.summary)",
     )
     e.set_defaults(func=_eval)
 

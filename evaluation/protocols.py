@@ -8,8 +8,9 @@ candidates are the target plus `num_negatives` items the user never rated, sampl
 `random.Random(f"{seed}:{split}:{user}")`. When the finetune file exists it is read (and
 validated) instead, so both areas score exactly the same candidates (hard negatives included).
 
-ReDial: every recommender message that names an ML-100k item is one example per named item; the
-context is the messages before it and the items mentioned before it (`new` = not mentioned yet).
+ReDial: every recommender message that names a ReDial movie is one example per named movie; the
+context is the messages before it and the movies mentioned before it, ordered by their latest
+mention (`new` = not mentioned yet).
 """
 
 from __future__ import annotations
@@ -38,13 +39,13 @@ ProtocolError = ExampleError
 
 @dataclass
 class DialogueExample:
-    """One ReDial recommender mention: the context before the turn and the ML item it names."""
+    """One ReDial recommender mention: the context before the turn and the ReDial movie it names."""
 
     conversation_id: str
     turn: int  # index of the recommender message in the dialogue
-    target: str  # ML-100k item id named in that message
+    target: str  # ReDial movie id named in that message
     context: list[dict[str, str]] = field(default_factory=list)  # [{"role", "text"}] before the turn
-    mentioned: list[str] = field(default_factory=list)  # ML ids mentioned before the turn, in order
+    mentioned: list[str] = field(default_factory=list)  # before the turn, most recent mention last
 
     @property
     def key(self) -> str:
@@ -68,7 +69,9 @@ def build_loo(
     """The leave-one-out examples of one split with random negatives (`retrieval.loo.eval_examples`,
     what finetune saves with random negatives): users with at least 3 items."""
     splits = leave_one_out(user_sequences(interactions))
-    return eval_examples(splits, split, NegativeSampler(map(str, item_ids)), seed, num_negatives + 1, history_len)
+    return eval_examples(
+        splits, split, NegativeSampler(map(str, item_ids)), seed, num_negatives + 1, history_len
+    )
 
 
 def candidates_path(cfg: Config, split: str) -> Path:
@@ -135,7 +138,7 @@ def subset(examples: Sequence[Any], limit: int, seed: int) -> list[Any]:
 
 # --- ReDial ---------------------------------------------------------------------------------------
 def redial_examples(records: Sequence[dict[str, Any]], path: str = "dialogues") -> list[DialogueExample]:
-    """One example per (recommender message, ML item it names), with the context before it."""
+    """One example per (recommender message, ReDial movie it names), with the context before it."""
     out = []
     for n, rec in enumerate(records):
         try:
@@ -145,21 +148,21 @@ def redial_examples(records: Sequence[dict[str, Any]], path: str = "dialogues") 
         mentioned: list[str] = []
         context: list[dict[str, str]] = []
         for t, m in enumerate(messages):
-            ml_ids = [str(i) for i in m.get("ml_item_ids") or []]
+            ids = list(dict.fromkeys(str(i) for i in m.get("movie_ids") or []))
             if m.get("role") == "recommender":
-                for target in dict.fromkeys(ml_ids):
+                for target in ids:
                     out.append(DialogueExample(cid, t, target, list(context), list(mentioned)))
             context.append({"role": str(m.get("role", "")), "text": str(m.get("text", ""))})
-            mentioned.extend(i for i in ml_ids if i not in mentioned)
+            mentioned = [i for i in mentioned if i not in ids] + ids
     return out
 
 
 def mention_counts(records: Sequence[dict[str, Any]]) -> dict[str, int]:
-    """How often each ML item is named in the given dialogues (the ReDial popularity baseline)."""
+    """How often each ReDial movie is named in the given dialogues (the ReDial popularity baseline)."""
     counts: dict[str, int] = {}
     for rec in records:
         for m in rec.get("messages", []):
-            for i in m.get("ml_item_ids") or []:
+            for i in m.get("movie_ids") or []:
                 counts[str(i)] = counts.get(str(i), 0) + 1
     return counts
 

@@ -1,135 +1,222 @@
-"""The ReDial run: for each recommender turn naming an ML-100k movie, rank the catalog.
+"""The ReDial run: every test recommender turn naming a ReDial movie, ranked over the ReDial catalog.
 
-Two variants: `all` (every named movie is a target; the ranking may hold movies already mentioned)
-and `new` (only targets not mentioned before; movies already mentioned are removed from the
-ranking). Random, popularity (mention counts in the train dialogues, ties by ML-100k popularity)
-and BPR (item-to-item from the mentioned movies) rank the whole catalog; retrieval-only ranks the
-top `eval.redial_pool` retrieved by the dialogue text (the rest counts as not found); the LLM
-re-ranks the top 20 retrieved with the dialogue as history (the rest keeps retrieval order).
+One example per (recommender message, catalog movie it names); the context is the messages before it
+and the movies mentioned before it. Two variants: `all` (every named movie is a target; rankings may
+hold movies already mentioned) and `new` (only targets not mentioned before; those movies are also
+removed from the rankings). Baselines learn from the dialogues of the splits not evaluated (test run:
+train + valid, 600 dialogues of the official train split):
+
+- popularity: mentions in the training dialogues (ties: catalog order);
+- repeat: the movies mentioned so far, most recent first, then popularity (in `new`: popularity);
+- co-mention: how often each movie shares a training dialogue with the movies mentioned so far,
+  then popularity;
+- repeat+co-mention: the movies mentioned so far (most recent first), then co-mention;
+- bpr: BPR-MF over (training dialogue, mentioned movie), item-to-item from the movies mentioned;
+- retrieval: the Chroma store of the redial dataset queried with the last `eval.redial_context_turns`
+  messages; its top `eval.redial_pool` (the rest counts as not found; one query per turn, cached);
+- zeroshot-verbalizer: the base LLM re-ranks the top 20 retrieved (on `--llm-limit` examples).
+The trained LLM for ReDial does not exist yet (it is reported as unavailable).
 """
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from evaluation import protocols
-from evaluation.baselines import BPRRanker, PopularityRanker, RandomRanker, order_by
-from evaluation.llm import LLMRanker, PromptSettings, checkpoint_settings, find_adapter, make_agent
-from evaluation.metrics import aggregate, latency_summary, rank_of
+from evaluation.baselines import RandomRanker
+from evaluation.llm import LLMRanker, PromptSettings, make_agent
+from evaluation.metrics import aggregate, latency_summary, paired_difference, rank_of
 from evaluation.records import Records
 from evaluation.systems import select
 from fusionrec.config import Config
-from fusionrec.types import Turn
-from retrieval.collaborative import train_bpr
+from fusionrec.types import Interaction, Turn
 
-log = logging.getLogger(__name__)
 PROTOCOL = "redial"
+DATASET = "redial"
 KS = (1, 10, 50)
-KEEP = 50  # ranked ids kept per record
+KEEP = 10  # ranked ids kept per record
+LLM_HEAD = 20  # retrieved candidates the LLM re-ranks
+BASELINES = ("random", "popularity", "repeat", "co-mention", "repeat+co-mention", "bpr", "retrieval")
+PAIRED_WITH = ("popularity", "retrieval")
+NO_TRAINED_LLM = "the trained LLM for ReDial is not built yet (issue 12, item 4)"
 
 
 def _role(role: str) -> str:
     return "user" if role == "seeker" else "assistant"
 
 
+class CatalogScores:
+    """Score vectors over the catalog for the count-based baselines (popularity, repeat, co-mention)."""
+
+    def __init__(self, catalog: Sequence[str], train: Sequence[Mapping[str, Any]]) -> None:
+        self.catalog = list(catalog)
+        self.index = {c: k for k, c in enumerate(self.catalog)}
+        self.popularity = np.zeros(len(self.catalog))
+        self.co: dict[str, dict[int, float]] = {}
+        for mid, n in protocols.mention_counts(train).items():
+            if mid in self.index:
+                self.popularity[self.index[mid]] = n
+        for rec in train:
+            movies = [i for i in dict.fromkeys(_mentions(rec)) if i in self.index]
+            for a in movies:
+                row = self.co.setdefault(a, {})
+                for b in movies:
+                    if b != a:
+                        row[self.index[b]] = row.get(self.index[b], 0.0) + 1.0
+
+    def order(self, *scores: np.ndarray, exclude: Sequence[str] = ()) -> list[str]:
+        """Catalog ids by the scores (the first decides, the next break its ties), then popularity, then
+        catalog order; `exclude` left out."""
+        keys = [np.arange(len(self.catalog)), -self.popularity, *(-s for s in reversed(scores))]
+        idx = np.lexsort(keys)
+        drop = {self.index[i] for i in exclude if i in self.index}
+        return [self.catalog[k] for k in idx if k not in drop]
+
+    def repeat(self, mentioned: Sequence[str]) -> np.ndarray:
+        """The mentioned movies (oldest to most recent mention), the most recent highest; 0 elsewhere."""
+        score = np.zeros(len(self.catalog))
+        for pos, mid in enumerate(mentioned, start=1):
+            if mid in self.index:
+                score[self.index[mid]] = pos
+        return score
+
+    def co_mention(self, mentioned: Sequence[str]) -> np.ndarray:
+        """Summed training co-occurrence counts with the mentioned movies."""
+        score = np.zeros(len(self.catalog))
+        for mid in mentioned:
+            for k, n in self.co.get(mid, {}).items():
+                score[k] += n
+        return score
+
+
+def dialogue_interactions(train: Sequence[Mapping[str, Any]]) -> list[Interaction]:
+    """(training dialogue, each movie it mentions) pairs: BPR's implicit feedback."""
+    return [
+        Interaction(str(rec["conversation_id"]), mid, 1.0, 0)
+        for rec in train
+        for mid in dict.fromkeys(_mentions(rec))
+    ]
+
+
+def _mentions(rec: Mapping[str, Any]) -> list[str]:
+    return [str(i) for m in rec.get("messages", []) for i in m.get("movie_ids") or []]
+
+
 def run_redial(cfg: Config, folder: Path, wanted: str) -> dict[str, Any]:
-    """Evaluate the selected systems on ReDial's test dialogues; returns the report section."""
+    """Evaluate the selected systems on ReDial's evaluated split(s); returns the report section."""
     from tqdm import tqdm
 
     from retrieval.prepare import load_dialogues, load_prepared
 
     ecfg = cfg.eval
-    items, interactions = load_prepared(cfg, protocols.ML100K)
+    items, _ = load_prepared(cfg, DATASET)
     catalog = [i.id for i in items]
-    by_id = {i.id: i for i in items}
-    test = [r for split in ecfg.redial_splits for r in load_dialogues(cfg, split)]
-    train = load_dialogues(cfg, "train") if "train" not in ecfg.redial_splits else []
-    all_examples = protocols.redial_examples(test, "dialogues_" + "+".join(ecfg.redial_splits) + ".jsonl")
-    all_examples = [e for e in all_examples if e.target in by_id]
+    known = set(catalog)
+    splits = list(ecfg.redial_splits)
+    if not splits or not set(splits) <= {"valid", "test"}:
+        raise protocols.ProtocolError(f"eval.redial_splits={splits}: expected test and/or valid")
+    test = [r for split in splits for r in load_dialogues(cfg, split)]
+    train_splits = [s for s in ("train", "valid") if s not in splits]
+    train = [r for s in train_splits for r in load_dialogues(cfg, s)]
+    all_examples = protocols.redial_examples(test, "dialogues_" + "+".join(splits) + ".jsonl")
+    all_examples = [e for e in all_examples if e.target in known]
     examples = protocols.subset(all_examples, ecfg.limit, ecfg.seed)
     n_llm = ecfg.llm_limit if ecfg.llm_limit > 0 else len(examples)
     llm_examples = protocols.subset(all_examples, min(n_llm, len(examples)), ecfg.seed)
 
-    adapter = find_adapter(cfg)
-    available = ["random", "popularity", "bpr", "retrieval", "zeroshot-verbalizer"]
-    unavailable = {}
-    if adapter is not None and adapter.is_dir():
-        available.append("lora-verbalizer")
-    else:
-        from agent.agent import resolve_adapter
-
-        unavailable["lora"] = (
-            f"agent.adapter={adapter} is not a folder"
-            if adapter
-            else f"no adapter ({resolve_adapter(cfg)[1]})"
-        )
+    available = [*BASELINES, "zeroshot-verbalizer"]
+    unavailable = {"lora": NO_TRAINED_LLM}
     chosen = select(available, wanted, unavailable)
-
-    mentions = protocols.mention_counts(train)
-    ml_pop = PopularityRanker.from_interactions(interactions).counts
-    retriever = None
+    counts = CatalogScores(catalog, train)
     pool = ecfg.redial_pool if ecfg.redial_pool > 0 else len(catalog)
+    retrievers: list[Any] = []
+    retrieved: dict[tuple[str, int], list[Any]] = {}  # one query per turn, shared by its targets
 
-    def retrieved(ex: protocols.DialogueExample, new: bool) -> list[Any]:
-        nonlocal retriever
-        if retriever is None:
+    def retriever() -> Any:
+        if not retrievers:
             from retrieval.search import Retriever
 
-            retriever = Retriever(cfg)
-        query = protocols.context_text(ex, ecfg.redial_context_turns) or "a good movie"
-        exclude = ex.mentioned if new else ()
-        return retriever.retrieve(query, exclude_ids=exclude, k=pool)
+            retrievers.append(Retriever(cfg, DATASET))
+        return retrievers[0]
 
-    def ranking(name: str, ex: protocols.DialogueExample, new: bool, system: Any) -> list[str]:
-        cands = [c for c in catalog if not (new and c in ex.mentioned)]
+    def hits_for(ex: protocols.DialogueExample) -> list[Any]:
+        key = (ex.conversation_id, ex.turn)
+        if key not in retrieved:
+            query = protocols.context_text(ex, ecfg.redial_context_turns) or "a good movie"
+            retrieved.clear()  # examples come turn by turn: only the current turn is kept
+            retrieved[key] = retriever().retrieve(query, k=pool + len(ex.mentioned))
+        return retrieved[key]
+
+    def make_system(name: str) -> Callable[[protocols.DialogueExample, bool], list[str]]:
+        """(example, new) -> ranked catalog ids for one system."""
         if name == "random":
-            return system.rank(ex.key + (":new" if new else ""), cands)
+            shuffle = RandomRanker(ecfg.seed)
+            return lambda ex, new: shuffle.rank(
+                ex.key + (":new" if new else ""), [c for c in catalog if not (new and c in ex.mentioned)]
+            )
         if name == "popularity":
-            return order_by(cands, [mentions.get(c, 0) + ml_pop.get(c, 0.0) / 1e6 for c in cands])
+            return lambda ex, new: counts.order(exclude=ex.mentioned if new else ())
+        if name == "repeat":
+            return lambda ex, new: counts.order(
+                counts.repeat(ex.mentioned), exclude=ex.mentioned if new else ()
+            )
+        if name == "co-mention":
+            return lambda ex, new: counts.order(
+                counts.co_mention(ex.mentioned), exclude=ex.mentioned if new else ()
+            )
+        if name == "repeat+co-mention":
+            return lambda ex, new: counts.order(
+                counts.repeat(ex.mentioned),
+                counts.co_mention(ex.mentioned),
+                exclude=ex.mentioned if new else (),
+            )
         if name == "bpr":
-            return system.rank(ex.key, cands, ex.mentioned)
-        hits = retrieved(ex, new)
-        ids = [c.item.id for c in hits]
+            from retrieval.collaborative import train_bpr
+
+            model = train_bpr(dialogue_interactions(train), catalog, ecfg.bpr_dim, ecfg.bpr_epochs,
+                              ecfg.bpr_lr, ecfg.bpr_reg, ecfg.seed, progress=ecfg.progress)  # fmt: skip
+            rows = np.array([model.items[c] for c in catalog])
+            factors, bias = model.item_factors[rows], model.item_bias[rows]
+
+            def bpr(ex: protocols.DialogueExample, new: bool) -> list[str]:
+                ctx = [counts.index[m] for m in ex.mentioned if m in counts.index]
+                score = bias + (factors @ factors[ctx].mean(axis=0) if ctx else 0.0)
+                return counts.order(score, exclude=ex.mentioned if new else ())
+
+            return bpr
+
+        def ids(ex: protocols.DialogueExample, new: bool) -> list[str]:
+            return [c.item.id for c in hits_for(ex) if not (new and c.item.id in ex.mentioned)][:pool]
+
         if name == "retrieval":
             return ids
-        head = hits[:20]
-        history = [Turn(_role(m["role"]), m["text"]) for m in ex.context[-ecfg.redial_context_turns :]]
-        request = (
-            next((m["text"] for m in reversed(ex.context) if m["role"] == "seeker"), "") or "a good movie"
-        )
-        res = system.rank(request, head, history[:-1] if history and history[-1].text == request else history)
-        return res.order + ids[len(head) :]
+        a = cfg.agent
+        settings = PromptSettings(template=a.template, overview_chars=a.overview_chars,
+                                  max_tokens=a.max_prompt_tokens)  # fmt: skip
+        ranker = LLMRanker(make_agent(cfg, None, retriever()), "verbalizer", settings, name)
+
+        def llm(ex: protocols.DialogueExample, new: bool) -> list[str]:
+            hits = [c for c in hits_for(ex) if not (new and c.item.id in ex.mentioned)][:pool]
+            head = hits[:LLM_HEAD]
+            turns = [Turn(_role(m["role"]), m["text"]) for m in ex.context[-ecfg.redial_context_turns :]]
+            request = next((t.text for t in reversed(turns) if t.role == "user" and t.text), "a good movie")
+            history = turns[:-1] if turns and turns[-1].text == request else turns
+            return ranker.rank(request, head, history).order + [c.item.id for c in hits[len(head) :]]
+
+        return llm
 
     systems_out: dict[str, Any] = {}
-    agents: dict[str, Any] = {}
+    records_by: dict[str, Records] = {}
     for name in chosen:
-        records = Records(folder, PROTOCOL, name)
+        records = records_by[name] = Records(folder, PROTOCOL, name)
         pool_examples = llm_examples if name.endswith("verbalizer") else examples
         todo = [e for e in pool_examples if e.key not in records]
-        system: Any = None
-        if todo:
-            if name == "random":
-                system = RandomRanker(ecfg.seed)
-            elif name == "bpr":
-                system = BPRRanker(train_bpr(interactions, catalog, ecfg.bpr_dim, ecfg.bpr_epochs, ecfg.bpr_lr,
-                                             ecfg.bpr_reg, ecfg.seed, progress=ecfg.progress))  # fmt: skip
-            elif name.endswith("verbalizer"):
-                prefix = name.split("-")[0]
-                if prefix not in agents:
-                    agents[prefix] = make_agent(cfg, adapter if prefix == "lora" else None)
-                a = cfg.agent
-                settings = {
-                    "template": a.template,
-                    "overview_chars": a.overview_chars,
-                    "max_tokens": a.max_prompt_tokens,
-                }
-                if prefix == "lora":
-                    settings.update(checkpoint_settings(adapter))
-                system = LLMRanker(agents[prefix], "verbalizer", PromptSettings(**settings), name)
+        system = make_system(name) if todo else None
         for ex in tqdm(todo, desc=f"redial {name}", unit="turn", disable=not ecfg.progress, leave=False):
             rec: dict[str, Any] = {"target": ex.target, "new": ex.new}
             seconds = 0.0
@@ -137,38 +224,108 @@ def run_redial(cfg: Config, folder: Path, wanted: str) -> dict[str, Any]:
                 if new and not ex.new:
                     continue
                 t0 = time.perf_counter()
-                order = ranking(name, ex, new, system)
+                order = system(ex, new)
                 seconds += time.perf_counter() - t0
                 rec[f"rank_{variant}"] = rank_of(order, ex.target)
-                rec[f"top_{variant}"] = order[:10]
+                rec[f"top_{variant}"] = order[:KEEP]
             rec["seconds"] = seconds
             records.add(ex.key, rec)
-        keys = [e.key for e in pool_examples]
-        systems_out[name] = _summary([records.get(k) for k in keys if k in records], ecfg)
-    return {
+        systems_out[name] = _summary([records.get(e.key) for e in pool_examples if e.key in records], ecfg)
+    section: dict[str, Any] = {
         "protocol": PROTOCOL,
         "examples_total": len(all_examples),
         "examples": len(examples),
+        "turns_total": len({(e.conversation_id, e.turn) for e in all_examples}),
+        "turns": len({(e.conversation_id, e.turn) for e in examples}),
         "llm_examples": len(llm_examples),
         "dialogues": len(test),
-        "splits": list(ecfg.redial_splits),
+        "splits": splits,
+        "train_dialogues": len(train),
+        "train_splits": train_splits,
         "new_targets": sum(e.new for e in all_examples),
+        "new_examples": sum(e.new for e in examples),
         "pool": pool,
         "catalog": len(catalog),
         "unavailable": unavailable,
         "systems": systems_out,
     }
+    non_llm = [n for n in systems_out if n in BASELINES and systems_out[n]["all"]["n"]]
+    if non_llm:
+        best = max(non_llm, key=lambda n: (_mean(systems_out[n], "all", 10), _mean(systems_out[n], "all", 1)))
+        keys = [e.key for e in examples]
+        section["best"] = best
+        section["paired"] = {
+            f"{best} - {other}": paired_rows(records_by[best], records_by[other], keys, ecfg)
+            for other in PAIRED_WITH
+            if other in records_by and other != best
+        }
+    return section
+
+
+def _mean(summary: Mapping[str, Any], variant: str, k: int) -> float:
+    return float(summary[variant]["metrics"][f"recall@{k}"]["mean"])
+
+
+def _hit(rec: Mapping[str, Any], variant: str, k: int) -> float:
+    rank = rec.get(f"rank_{variant}")
+    return 1.0 if rank is not None and rank <= k else 0.0
+
+
+def paired_rows(a: Records, b: Records, keys: Sequence[str], ecfg: Any) -> dict[str, Any]:
+    """Paired bootstrap [mean, lo, hi] of a - b per recall (the examples both ranked)."""
+    common = [k for k in keys if k in a and k in b]
+    ra, rb = [a.get(k) for k in common], [b.get(k) for k in common]
+    out: dict[str, Any] = {
+        f"R@{k}": paired_difference(
+            [_hit(r, "all", k) for r in ra], [_hit(r, "all", k) for r in rb], ecfg.bootstrap, ecfg.seed
+        )  # fmt: skip
+        for k in KS
+    }
+    new = [(x, y) for x, y in zip(ra, rb, strict=True) if x["new"]]
+    out["R@10_new"] = paired_difference(
+        [_hit(x, "new", 10) for x, _ in new], [_hit(y, "new", 10) for _, y in new], ecfg.bootstrap, ecfg.seed
+    )
+    out["examples"], out["examples_new"] = len(common), len(new)
+    return out
 
 
 def _summary(recs: Sequence[dict[str, Any]], ecfg: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"n": len(recs), "latency": latency_summary([r["seconds"] for r in recs])}
     for variant in ("all", "new"):
         rows = [r for r in recs if f"rank_{variant}" in r]
-        metrics = {}
-        for k in KS:
-            hits = [
-                1.0 if r[f"rank_{variant}"] is not None and r[f"rank_{variant}"] <= k else 0.0 for r in rows
-            ]
-            metrics[f"recall@{k}"] = aggregate(hits, ecfg.bootstrap, ecfg.seed).as_dict()
+        metrics = {
+            f"recall@{k}": aggregate([_hit(r, variant, k) for r in rows], ecfg.bootstrap, ecfg.seed).as_dict()
+            for k in KS
+        }
         out[variant] = {"n": len(rows), "metrics": metrics}
     return out
+
+
+def summary_section(section: Mapping[str, Any], command: str) -> dict[str, Any]:
+    """The "redial" section of docs/results/summary.json from the report's ReDial section."""
+    split = "official-test" if list(section["splits"]) == ["test"] else "+".join(section["splits"])
+    systems = {}
+    for name, s in section["systems"].items():
+        row = {f"R@{k}": _mean(s, "all", k) for k in KS}
+        row["R@10_new"] = _mean(s, "new", 10)
+        row["examples"], row["examples_new"] = s["all"]["n"], s["new"]["n"]
+        row["ci"] = {f"R@{k}": [s["all"]["metrics"][f"recall@{k}"][b] for b in ("lo", "hi")] for k in KS}
+        row["ci"]["R@10_new"] = [s["new"]["metrics"]["recall@10"][b] for b in ("lo", "hi")]
+        systems[name] = row
+    return {
+        "command": command,
+        "split": split,
+        "turns": section["turns"],
+        "examples": section["examples"],
+        "examples_new": section["new_examples"],
+        "catalog": section["catalog"],
+        "train_dialogues": section["train_dialogues"],
+        "shipped": section.get("best"),
+        "note": (
+            f"{NO_TRAINED_LLM}: 'shipped' is the best non-LLM system of this run by R@10 (all targets). "
+            f"Baselines learned from {section['train_dialogues']} dialogues of the official train split "
+            "(10,006 in the full data)."
+        ),
+        "systems": systems,
+        "paired": section.get("paired", {}),
+    }

@@ -100,6 +100,10 @@ def loo_markdown(section: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _interval(d: Sequence[float]) -> str:
+    return f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]"
+
+
 def _signed(v: Sequence[float]) -> str:
     """+0.012 [-0.010, +0.034] from [mean, lo, hi]."""
     text = f"{v[0]:+.3f}"
@@ -195,12 +199,13 @@ def llm_ablation_markdown(abl: Mapping[str, Any]) -> list[str]:
 
 def redial_markdown(section: Mapping[str, Any]) -> list[str]:
     lines = [
-        "## ReDial: recommender turns naming an ML-100k movie",
+        "## ReDial: recommender turns naming a ReDial movie",
         "",
-        f"- {section['examples']} of {section['examples_total']} (turn, movie) examples from "
-        f"{section['dialogues']} dialogues ({'+'.join(section.get('splits', ['test']))} split) ({section['new_targets']} name a movie not mentioned before); "
-        f"LLM systems on {section['llm_examples']}.",
-        f"- Catalog {section['catalog']} items; retrieval ranks its top {section['pool']}; "
+        f"- {section['examples']} of {section['examples_total']} (turn, movie) examples ({section['turns']} of "
+        f"{section['turns_total']} recommender turns) from {section['dialogues']} dialogues ({'+'.join(section['splits'])} split) "
+        f"({section['new_targets']} name a movie not mentioned before); LLM systems on {section['llm_examples']}.",
+        f"- Catalog {section['catalog']} movies; baselines learned from {section['train_dialogues']} dialogues "
+        f"({'+'.join(section['train_splits'])}); retrieval ranks its top {section['pool']}; "
         "`new`: already-mentioned movies removed from targets and rankings.",
         "",
     ]
@@ -217,6 +222,11 @@ def redial_markdown(section: Mapping[str, Any]) -> list[str]:
         ["system", "n (all)", "R@1", "R@10", "R@50", "n (new)", "R@1 new", "R@10 new", "R@50 new", "ms/turn"],
         rows,
     )
+    if section.get("paired"):
+        lines += ["", "Paired bootstrap differences, mean [95% interval]:", ""]
+        rows = [[f"`{pair}`", str(d["examples"]), *(_interval(d[m]) for m in ("R@1", "R@10", "R@50", "R@10_new"))]
+                for pair, d in section["paired"].items()]  # fmt: skip
+        lines += _table(["pair", "n", "R@1", "R@10", "R@50", "R@10 new"], rows)
     if section.get("unavailable"):
         lines += [
             "",

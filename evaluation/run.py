@@ -108,6 +108,12 @@ def evaluate(cfg: Config, command: str = "") -> tuple[dict[str, Any], dict[str, 
         from evaluation.summary import write_summary
 
         paths.update(write_summary(report, summary, plots=ecfg.plots))
+        if "redial" in report["protocols"]:
+            from evaluation.redial import summary_section
+            from evaluation.summary import write_section
+
+            write_section(summary, "redial", summary_section(report["protocols"]["redial"], command))
+            paths["summary"] = summary
     return report, paths
 
 

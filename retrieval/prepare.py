@@ -92,6 +92,22 @@ def _ml100k_catalog(cfg: Config, source: str) -> tuple[list[Item] | None, str]:
     return None, ""
 
 
+def _ml_latest_catalog(cfg: Config, source: str) -> tuple[list[Item] | None, str]:
+    """The ml-latest-small items for ReDial title matching: prepared copy first, else the raw files."""
+    prepared = cfg.data_dir / "ml-latest-small" / "items.jsonl"
+    if prepared.is_file():
+        return read_items(prepared), str(prepared)
+    from retrieval.loaders.movielens import find_ml_latest, load_ml_latest
+
+    for src in ([source] if source else []) + [""]:
+        try:
+            folder, youtube = find_ml_latest(cfg, src, download=False)
+        except DataSourceError:
+            continue
+        return load_ml_latest(folder, youtube).items, str(folder)
+    return None, ""
+
+
 def load_raw(cfg: Config, name: str, source: str = "") -> Dataset:
     """Read and clean a raw dataset (nothing written)."""
     if is_catalog_file(name):
@@ -111,8 +127,10 @@ def load_raw(cfg: Config, name: str, source: str = "") -> Dataset:
 
     folder = find_redial(cfg, source)
     ml_items, ml_source = _ml100k_catalog(cfg, source)
-    ds = load_redial(folder, ml_items)
+    latest_items, latest_source = _ml_latest_catalog(cfg, source)
+    ds = load_redial(folder, ml_items, latest_items)
     ds.report.sources["ml100k_catalog"] = ml_source
+    ds.report.sources["ml_latest_catalog"] = latest_source
     return ds
 
 

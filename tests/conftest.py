@@ -62,7 +62,7 @@ def ingested_catalog(
     )  # fmt: skip
     stamp = cfg.home / f"ingested-{dataset}.sha256"
     digest = hashlib.sha256(key.encode()).hexdigest()
-    if stamp.is_file() and stamp.read_text() == digest and Store(cfg).count("early") == len(chosen):
+    if stamp.is_file() and stamp.read_text() == digest and Store(cfg, dataset).count("early") == len(chosen):
         return items
     ingest(cfg, dataset, modalities=modalities, progress=False, catalog=chosen)
     stamp.write_text(digest)

@@ -1,18 +1,21 @@
-"""ReDial loader: dialogues with `@<id>` replaced by movie names, split by dialogue, matched to ML-100k.
+"""ReDial loader: the official dialogue files, `@<id>` replaced by movie names, and the ReDial movie list.
 
 Outputs (as a `Dataset`):
-- items: the ReDial movie list (ids are ReDial's own), enriched with genres/overview/poster of the
-  ML-100k item its title matches (`metadata["ml_item_id"]`);
-- interactions: the seeker's own "liked" answers (rating 1.0 liked, 0.0 disliked; "did not say"
-  is skipped), user = the seeker's worker id, timestamp 0 (ReDial has no clock time);
-- dialogues: {"train"|"valid"|"test": [record, ...]}, split by a hash of conversationId
-  (80/10/10 of test_data.jsonl; when the official train_data.jsonl is present too, it is split
-  90/10 into train/valid and test_data.jsonl is the test split).
+- items: the ReDial movie list (ids are ReDial's own), enriched where the title matches:
+  ml-latest-small gives genres, tags and IMDb/TMDB ids (`metadata["ml_latest_id"]`), ML-100k gives the
+  TMDB overview and the poster (`metadata["ml_item_id"]`; matched by title, else through the IMDb id of
+  the ml-latest-small match); ML-100k genres stand in where ml-latest-small has none;
+- interactions: the seeker's own "liked" answers in the TRAIN dialogues (rating 1.0 liked, 0.0
+  disliked; "did not say" is skipped), user = the seeker's worker id, timestamp 0;
+- dialogues: {"train"|"valid"|"test": [record, ...]} from train_subset_500.jsonl, valid_subset_100.jsonl
+  (600 dialogues of the official train split) and test_data.jsonl (the official test split, whole).
+  A conversation id already in the test file is dropped from train/valid (reported), so no test
+  dialogue reaches training.
 """
 
 from __future__ import annotations
 
-import hashlib
+import csv
 import json
 import re
 from pathlib import Path
@@ -26,21 +29,28 @@ from retrieval.loaders.download import not_found
 
 FOLDERS = ("redial",)
 MOVIES_CSV = "movies_with_mentions.csv"
-DIALOGUE_FILES = ("train_data.jsonl", "test_data.jsonl")
+DIALOGUE_FILES = {
+    "test": "test_data.jsonl",
+    "train": "train_subset_500.jsonl",
+    "valid": "valid_subset_100.jsonl",
+}
 SPLITS = ("train", "valid", "test")
 _MENTION = re.compile(r"@(\d+)")
 
 
 def find_redial(cfg: Config, source: str = "") -> Path:
-    """The folder with movies_with_mentions.csv and test_data.jsonl (and/or train_data.jsonl)."""
+    """The folder with movies_with_mentions.csv and the three dialogue files."""
     roots = [Path(source).expanduser()] if source else [p for p in (cfg.shared_data_dir,) if p]
     for root in roots:
         found = locate(root, MOVIES_CSV, FOLDERS)
-        if found and any((found / f).is_file() for f in DIALOGUE_FILES):
+        if found:
+            missing = [f for f in DIALOGUE_FILES.values() if not (found / f).is_file()]
+            if missing:
+                raise DataSourceError(f"{found}: missing {', '.join(missing)} (ReDial needs all three files)")
             return found
     if source:
         raise DataSourceError(
-            f"{source}: no {MOVIES_CSV} with test_data.jsonl there nor in its redial/ folder "
+            f"{source}: no {MOVIES_CSV} there nor in its redial/ folder "
             "(--source must point at the ReDial folder or a folder holding it)"
         )
     raise not_found(
@@ -50,21 +60,11 @@ def find_redial(cfg: Config, source: str = "") -> Path:
     )
 
 
-def split_of(conversation_id: str, official_train: bool = False) -> str:
-    """Deterministic split from a hash of the dialogue id (stable across runs and machines)."""
-    bucket = int(hashlib.sha1(conversation_id.encode("utf-8")).hexdigest(), 16) % 100
-    if official_train:
-        return "train" if bucket < 90 else "valid"
-    return "train" if bucket < 80 else ("valid" if bucket < 90 else "test")
-
-
 def _clean_name(name: str) -> str:
     return " ".join(str(name).split())
 
 
-def _read_movies(path: Path, report: CleaningReport) -> tuple[list[RawItem], dict[str, str]]:
-    import csv
-
+def _read_movies(path: Path) -> tuple[list[RawItem], dict[str, str]]:
     raw, names = [], {}
     with open(path, encoding="utf-8-sig", newline="") as fh:
         reader = csv.reader(fh)
@@ -82,6 +82,45 @@ def _read_movies(path: Path, report: CleaningReport) -> tuple[list[RawItem], dic
             if mid and name and mid not in names:
                 names[mid] = name
     return raw, names
+
+
+def _enrich(
+    raw: list[RawItem], ml_items: list[Item] | None, latest_items: list[Item] | None
+) -> tuple[dict[str, str | None], dict[str, Any]]:
+    """Join each movie to ml-latest-small and ML-100k in place; (ReDial id -> ML-100k id, stats)."""
+    stats: dict[str, Any] = {}
+    latest_index = TitleIndex(latest_items) if latest_items else None
+    latest_by_id = {i.id: i for i in latest_items or []}
+    ml_index = TitleIndex(ml_items) if ml_items else None
+    ml_by_id = {i.id: i for i in ml_items or []}
+    ml_by_imdb = {str(i.metadata["imdb_id"]): i.id for i in ml_items or [] if i.metadata.get("imdb_id")}
+    ml_ids: dict[str, str | None] = {}
+    for r in raw:
+        name, mid = r.metadata["redial_name"], str(r.id).strip()
+        latest = None
+        if latest_index is not None:
+            latest_id, method = latest_index.match(name)
+            stats[f"ml_latest_match_{method}"] = stats.get(f"ml_latest_match_{method}", 0) + 1
+            if latest_id:
+                latest = latest_by_id[latest_id]
+                r.metadata["ml_latest_id"], r.metadata["ml_latest_match"] = latest_id, method
+                r.genres, r.tags = list(latest.genres), list(latest.tags)
+                for key in ("imdb_id", "tmdb_id"):
+                    if latest.metadata.get(key):
+                        r.metadata[key] = latest.metadata[key]
+        if ml_index is None:
+            continue
+        ml_id, method = ml_index.match(name)
+        if ml_id is None and latest is not None and latest.metadata.get("imdb_id") in ml_by_imdb:
+            ml_id, method = ml_by_imdb[latest.metadata["imdb_id"]], "imdb_via_ml_latest"
+        ml_ids[mid] = ml_id
+        stats[f"ml100k_match_{method}"] = stats.get(f"ml100k_match_{method}", 0) + 1
+        if ml_id:
+            ml = ml_by_id[ml_id]
+            r.metadata["ml_item_id"], r.metadata["ml_match"] = ml_id, method
+            r.text, r.media = ml.text, dict(ml.media)
+            r.genres = r.genres or list(ml.genres)
+    return ml_ids, dict(sorted(stats.items()))
 
 
 def _record(
@@ -149,36 +188,14 @@ def _record(
     }
 
 
-def load_redial(folder: Path, ml_items: list[Item] | None = None) -> Dataset:
-    """Read the ReDial folder; `ml_items` (the ML-100k catalog) enables title matching."""
-    folder = Path(folder)
-    report = CleaningReport("redial", sources={"redial": str(folder)})
-    raw, names = _read_movies(folder / MOVIES_CSV, report)
-    index = TitleIndex(ml_items) if ml_items else None
-    ml_by_id = {i.id: i for i in ml_items or []}
-    ml_ids: dict[str, str | None] = {}
-    methods: dict[str, int] = {}
-    for r in raw:
-        if index is None:
-            continue
-        ml_id, method = index.match(r.metadata["redial_name"])
-        ml_ids[str(r.id).strip()] = ml_id
-        methods[method] = methods.get(method, 0) + 1
-        if ml_id:
-            ml = ml_by_id[ml_id]
-            r.metadata["ml_item_id"], r.metadata["ml_match"] = ml_id, method
-            r.genres, r.text, r.media = list(ml.genres), ml.text, dict(ml.media)
-    items = clean_items(raw, report, verify_media=False)  # ML-100k media were verified there
-
+def _read_dialogues(
+    folder: Path, names: dict[str, str], ml_ids: dict[str, str | None], report: CleaningReport
+) -> dict[str, list[dict[str, Any]]]:
+    """{split: records}; the test file is read first, so an id it holds never enters train/valid."""
     dialogues: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
-    interactions: list[Interaction] = []
-    official_train = (folder / "train_data.jsonl").is_file()
     seen: dict[str, str] = {}
-    known = {i.id for i in items}
-    for fname in DIALOGUE_FILES:
+    for split, fname in DIALOGUE_FILES.items():
         path = folder / fname
-        if not path.is_file():
-            continue
         with open(path, encoding="utf-8") as fh:
             for lineno, line in enumerate(fh, start=1):
                 if not line.strip():
@@ -198,16 +215,29 @@ def load_redial(folder: Path, ml_items: list[Item] | None = None) -> Dataset:
                 if not d.get("messages"):
                     report.add(path, lineno, cid, "messages", "empty dialogue", "dropped_row")
                     continue
-                split = (
-                    "test" if official_train and fname == "test_data.jsonl" else split_of(cid, official_train)
-                )
-                rec = _record(d, split, names, ml_ids, path, lineno, report)
-                dialogues[split].append(rec)
-                for mid, mv in rec["movies"].items():
-                    liked = (mv["seeker"] or {}).get("liked")
-                    if liked in (0, 1) and mid in known:
-                        interactions.append(Interaction(rec["seeker_id"], mid, float(liked), 0))
+                dialogues[split].append(_record(d, split, names, ml_ids, path, lineno, report))
+    return dialogues
 
+
+def load_redial(
+    folder: Path, ml_items: list[Item] | None = None, latest_items: list[Item] | None = None
+) -> Dataset:
+    """Read the ReDial folder; `ml_items` (ML-100k) and `latest_items` (ml-latest-small) enrich the
+    movies whose titles match (either may be None: that join is skipped and the report says so)."""
+    folder = Path(folder)
+    report = CleaningReport("redial", sources={"redial": str(folder)})
+    raw, names = _read_movies(folder / MOVIES_CSV)
+    ml_ids, match_stats = _enrich(raw, ml_items, latest_items)
+    items = clean_items(raw, report, verify_media=False)  # ML-100k media were verified there
+    dialogues = _read_dialogues(folder, names, ml_ids, report)
+
+    known = {i.id for i in items}
+    interactions = [
+        Interaction(rec["seeker_id"], mid, float(liked), 0)
+        for rec in dialogues["train"]
+        for mid, mv in rec["movies"].items()
+        if (liked := (mv["seeker"] or {}).get("liked")) in (0, 1) and mid in known
+    ]
     all_dialogues = [r for s in SPLITS for r in dialogues[s]]
     mentions = [i for r in all_dialogues for m in r["messages"] for i in m["movie_ids"]]
     mentioned = set(mentions)
@@ -215,13 +245,21 @@ def load_redial(folder: Path, ml_items: list[Item] | None = None) -> Dataset:
         "dialogues": len(all_dialogues),
         **{f"dialogues_{s}": len(dialogues[s]) for s in SPLITS},
         "messages": sum(len(r["messages"]) for r in all_dialogues),
+        **{f"messages_{s}": sum(len(r["messages"]) for r in dialogues[s]) for s in SPLITS},
         "mentions": len(mentions),
         "movies": len(items),
         "mentioned_movies": len(mentioned),
         "interactions": len(interactions),
         "users": len({x.user for x in interactions}),
+        "items_with_genres": sum(bool(i.genres) for i in items),
+        "items_with_text": sum(bool(i.text) for i in items),
+        "items_with_image": sum("image" in i.media for i in items),
     }
-    if index is None:
+    if latest_items is None:
+        stats["ml_latest_match"] = "skipped: no ml-latest-small catalog found"
+    else:
+        stats["ml_latest_matched_movies"] = sum("ml_latest_id" in i.metadata for i in items)
+    if ml_items is None:
         stats["ml100k_match"] = "skipped: no ML-100k catalog found"
     else:
         matched = {m for m, v in ml_ids.items() if v}
@@ -236,8 +274,8 @@ def load_redial(folder: Path, ml_items: list[Item] | None = None) -> Dataset:
                 "ml100k_match_rate_mentions": round(
                     sum(m in matched for m in mentions) / max(1, len(mentions)), 4
                 ),
-                **{f"ml100k_match_{k}": v for k, v in sorted(methods.items())},
             }
         )
+    stats.update(match_stats)
     report.stats = stats
     return Dataset("redial", items, interactions, report, dialogues)

@@ -50,7 +50,8 @@ def data_cfg(shared_data) -> Config:
 
     cfg = eval_config()
     for name in ("movielens-100k", "redial"):
-        if not (cfg.data_dir / name / "items.jsonl").is_file():
+        # redial is re-prepared every session (~2 s), so a home made by an older loader is never stale
+        if name == "redial" or not (cfg.data_dir / name / "items.jsonl").is_file():
             prepare_dataset(cfg, name, verbose=False)
     return cfg
 

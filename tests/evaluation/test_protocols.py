@@ -117,27 +117,26 @@ def test_redial_examples_by_hand():
     record = {
         "conversation_id": "c1",
         "messages": [
-            {"role": "seeker", "text": "I loved Toy Story", "ml_item_ids": ["1"]},
-            {"role": "recommender", "text": "Try Toy Story or Babe", "ml_item_ids": ["1", "8"]},
-            {"role": "seeker", "text": "Seen Babe", "ml_item_ids": ["8"]},
-            {"role": "recommender", "text": "Then Heat", "ml_item_ids": ["6"]},
+            {"role": "seeker", "text": "I loved Toy Story", "movie_ids": ["1"]},
+            {"role": "recommender", "text": "Try Toy Story or Babe", "movie_ids": ["1", "8"]},
+            {"role": "seeker", "text": "Seen Babe and Toy Story", "movie_ids": ["8", "1"]},
+            {"role": "recommender", "text": "Then Heat", "movie_ids": ["6"]},
         ],
     }
     ex = P.redial_examples([record])
     assert [(e.turn, e.target, e.new) for e in ex] == [(1, "1", False), (1, "8", True), (3, "6", True)]
     assert ex[0].mentioned == ["1"] and [m["text"] for m in ex[0].context] == ["I loved Toy Story"]
-    assert ex[2].mentioned == ["1", "8"] and len(ex[2].context) == 3
+    assert ex[2].mentioned == ["8", "1"] and len(ex[2].context) == 3  # most recent mention last
     assert "Then Heat" not in P.context_text(ex[2])  # the turn itself is never in its context
-    assert P.mention_counts([record]) == {"1": 2, "8": 2, "6": 1}
+    assert P.mention_counts([record]) == {"1": 3, "8": 2, "6": 1}
     with pytest.raises(P.ProtocolError, match="record 0"):
         P.redial_examples([{"messages": []}])
 
 
-def test_redial_examples_on_the_real_test_dialogues(data_cfg, ml100k):
-    from retrieval.prepare import load_dialogues
+def test_redial_examples_on_the_real_test_dialogues(data_cfg):
+    from retrieval.prepare import load_dialogues, load_prepared
 
-    ids = {i.id for i in ml100k[0]}
-    ex = P.redial_examples(load_dialogues(data_cfg, "test"))
-    assert len(ex) > 50  # ML-100k ends in 1998: most ReDial movies are newer
-    assert all(e.target in ids for e in ex)
+    ids = {i.id for i in load_prepared(data_cfg, "redial")[0]}
+    ex = [e for e in P.redial_examples(load_dialogues(data_cfg, "test")) if e.target in ids]
+    assert len(ex) > 1000 and len({(e.conversation_id, e.turn) for e in ex}) > 1000
     assert 0 < sum(e.new for e in ex) < len(ex)

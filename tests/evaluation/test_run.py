@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from fusionrec.cli import main
+from tests.conftest import ingested_catalog
 from tests.evaluation.conftest import HOME, QUICK
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -128,14 +129,23 @@ def test_clear_errors(eval_cfg, tmp_path, capsys):
     assert "eval.protocol='nope'" in capsys.readouterr().err
 
 
-def test_redial_quick_run(eval_cfg):
+def test_redial_quick_run(eval_cfg, tmp_path):
+    ingested_catalog(eval_cfg, ["text"], dataset="redial")
     folder = _folder("redial")
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps({"ml100k_loo": {"kept": True}, "command": "old"}))
     rc = main(_argv("--protocol", "redial", "--limit", "20", "--llm-limit", "4", "--name", "redial",
-                    extra=("eval.redial_pool=50",)))  # fmt: skip
+                    "--summary", str(summary), extra=("eval.redial_pool=50",)))  # fmt: skip
     assert rc == 0
     red = json.loads((folder / "results.json").read_text())["protocols"]["redial"]
-    assert red["examples"] == 20 and red["llm_examples"] == 4
-    assert set(red["systems"]) == {"random", "popularity", "bpr", "retrieval", "zeroshot-verbalizer"}
+    assert red["examples"] == 20 and red["llm_examples"] == 4 and red["catalog"] == 6924
+    names = {"random", "popularity", "repeat", "co-mention", "repeat+co-mention", "bpr", "retrieval",
+             "zeroshot-verbalizer"}  # fmt: skip
+    assert set(red["systems"]) == names and "lora" in red["unavailable"]
+    data = json.loads(summary.read_text())
+    assert data["ml100k_loo"] == {"kept": True} and data["command"] == "old"  # other sections untouched
+    assert data["redial"]["shipped"] == red["best"] and set(data["redial"]["systems"]) == names
+    assert "not built yet" in data["redial"]["note"]
     for name, s in red["systems"].items():
         m = s["all"]["metrics"]
         assert m["recall@1"]["mean"] <= m["recall@10"]["mean"] <= m["recall@50"]["mean"], name

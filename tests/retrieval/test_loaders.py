@@ -15,7 +15,7 @@ from retrieval.loaders import DataSourceError, TitleIndex, display_title, split_
 from retrieval.loaders.download import fetch
 from retrieval.loaders.generic import dataset_name, load_generic
 from retrieval.loaders.movielens import find_ml100k, find_ml_latest, load_ml100k, load_ml_latest
-from retrieval.loaders.redial import SPLITS, find_redial, load_redial, split_of
+from retrieval.loaders.redial import SPLITS, find_redial, load_redial
 from tests.conftest import make_config
 
 
@@ -40,8 +40,8 @@ def latest(cfg):
 
 
 @pytest.fixture(scope="module")
-def redial(cfg, ml100k):
-    return load_redial(find_redial(cfg), ml100k.items)
+def redial(cfg, ml100k, latest):
+    return load_redial(find_redial(cfg), ml100k.items, latest.items)
 
 
 # --- titles ------------------------------------------------------------------------------
@@ -144,18 +144,15 @@ def test_ml_latest_fields(latest):
 
 
 # --- ReDial ------------------------------------------------------------------------------
-def test_redial_splits_disjoint_and_complete(redial):
+def test_redial_splits_are_the_official_files(redial):
     ids = {s: {d["conversation_id"] for d in redial.dialogues[s]} for s in SPLITS}
-    assert sum(len(v) for v in ids.values()) == 1342
-    assert len(set().union(*ids.values())) == 1342
+    assert {s: len(v) for s, v in ids.items()} == {"train": 500, "valid": 100, "test": 1342}
     assert not (ids["train"] & ids["valid"] or ids["train"] & ids["test"] or ids["valid"] & ids["test"])
-    assert len(ids["train"]) > 1000 and len(ids["valid"]) > 100 and len(ids["test"]) > 100
-    assert all(split_of(c) == s for s in SPLITS for c in ids[s])
-    assert split_of("20001") == split_of("20001")
+    assert all(d["split"] == s for s in SPLITS for d in redial.dialogues[s])
 
 
 def test_redial_messages(redial):
-    first = next(d for s in SPLITS for d in redial.dialogues[s] if d["conversation_id"] == "20001")
+    first = next(d for d in redial.dialogues["test"] if d["conversation_id"] == "20001")
     msg = first["messages"][0]
     assert msg["role"] == "seeker" and msg["raw_text"] == "Hi I am looking for a movie like @111776"
     assert msg["text"] == "Hi I am looking for a movie like Super Troopers (2001)"
@@ -163,14 +160,14 @@ def test_redial_messages(redial):
     assert first["messages"][1]["role"] == "recommender"
     assert first["movies"]["111776"]["seeker"] == {"suggested": 0, "seen": 1, "liked": 1}
     all_msgs = [m for s in SPLITS for d in redial.dialogues[s] for m in d["messages"]]
-    assert len(all_msgs) == 23_952
+    assert len(all_msgs) == 23_952 + 9_095 + 1_872
     assert not any(re.search(r"@\d+", m["text"]) for m in all_msgs)
     assert {m["role"] for m in all_msgs} == {"seeker", "recommender"}
 
 
 def test_redial_matches_ml100k(redial, ml100k):
     stats = redial.report.stats
-    assert stats["mentioned_movies"] == 2007
+    assert stats["mentioned_movies"] > 2007  # 2,007 in the test split alone
     assert 0.05 < stats["ml100k_match_rate_mentioned_movies"] < 0.5
     ml_title = {i.id: (i.title, i.year) for i in ml100k.items}
     fargo = next(i for i in redial.items if i.metadata["redial_name"] == "Fargo (1996)")
@@ -313,7 +310,11 @@ def test_a_non_utf8_row_is_dropped_and_reported(tmp_path, suffix):
     ds = load_generic(path)
     assert [i.id for i in ds.items] == ["1", "3"]
     (issue,) = ds.report.find(reason="not UTF-8")
-    assert (Path(issue.file).name, issue.line, issue.action) == (path.name, 2 + (suffix == ".csv"), "dropped_row")
+    assert (Path(issue.file).name, issue.line, issue.action) == (
+        path.name,
+        2 + (suffix == ".csv"),
+        "dropped_row",
+    )
     assert "0xe9" in issue.detail
 
 

@@ -89,9 +89,11 @@ def test_prepare_redial_and_ml_latest(home, shared_data):
     }
     splits = {s: load_dialogues(cfg, s) for s in ("train", "valid", "test")}
     ids = [d["conversation_id"] for s in splits.values() for d in s]
-    assert len(ids) == len(set(ids)) == 1342
+    assert [len(splits[s]) for s in ("train", "valid", "test")] == [500, 100, 1342]
+    assert len(ids) == len(set(ids)) == 1942
     report = load_report(cfg, "redial")
     assert report["sources"]["ml100k_catalog"].endswith("movielens-100k/items.jsonl")  # the prepared copy
+    assert report["sources"]["ml_latest_catalog"]  # ml-latest-small genres, raw files when not prepared
     assert report["stats"]["ml100k_matched_mentioned_movies"] > 100
     items, interactions = load_prepared(cfg, "redial")
     assert len(items) == 6924 and interactions
