@@ -51,7 +51,8 @@ class AgentConfig:
     placeholder_token: str = ""  # token written at soft-token positions; "" = an unused special token
     repetition_penalty: float = 1.2  # explanation decoding (greedy); 1.0 = off
     query_turns: int = 2  # earlier user messages added to the retrieval query (keeps the topic)
-    torch_threads: int = 0  # >0: torch.set_num_threads(n) at Agent start (1 is fastest on a busy shared CPU)
+    # >0: torch.set_num_threads(n) at Agent start; 0 = all cores for chat, cores / ui.concurrency for serve
+    torch_threads: int = 0
     max_attachment_mb: int = 25  # larger uploads are refused with a clear reply
 
     def check(self) -> None:

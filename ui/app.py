@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import socket
 import sys
 from collections.abc import Iterator
@@ -190,10 +191,23 @@ def free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
+def serving_threads(cfg: Config, cores: int | None = None) -> int:
+    """Torch threads for serving: `agent.torch_threads`, or else the cores shared among the turns
+    served at once (two turns with two threads each on two cores decode ~20x slower than with one
+    thread each: docs/results/latency.md)."""
+    if cfg.agent.torch_threads > 0:
+        return cfg.agent.torch_threads
+    return max(1, (cores or os.cpu_count() or 1) // cfg.ui.concurrency)
+
+
 def load_agent(cfg: Config) -> Any:
-    """The process's one Agent, with its index opened and catalog read (fails early and clearly)."""
+    """The process's one Agent (torch threads set for serving), with its index opened and catalog
+    read (fails early and clearly)."""
+    import torch
+
     from agent.agent import Agent
 
+    torch.set_num_threads(serving_threads(cfg))
     agent = Agent(cfg)
     agent.catalog()  # opens the store: no ingested catalog -> a clear error now, not at the first turn
     return agent

@@ -98,3 +98,19 @@ def test_launch_serves_locally_with_auth_and_the_queue_limit(tiny_agent, ui_tiny
         assert config["analytics_enabled"] is False and config["title"] == "FusionRec"
     finally:
         demo.close()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "cores", "threads"),
+    [
+        ([], 2, 1),  # two turns at once on two cores: one thread each
+        (["ui.concurrency=1"], 2, 2),
+        (["ui.concurrency=3"], 16, 5),
+        (["ui.concurrency=4"], 2, 1),
+        (["agent.torch_threads=3"], 2, 3),  # set explicitly: kept
+    ],
+)
+def test_serving_shares_the_cores_among_concurrent_turns(overrides, cores, threads):
+    from ui.app import serving_threads
+
+    assert serving_threads(make_config("tiny", overrides=overrides), cores) == threads
