@@ -66,6 +66,12 @@ _BEFORE = re.compile(
 _IN_YEAR = re.compile(rf"\b(?:in|of)\s+{_YEAR}\b", re.IGNORECASE)
 _DECADE = re.compile(r"\b(?:the\s+)?'?((?:19|20)?\d)0'?s\b", re.IGNORECASE)
 _DECADE_WORD = re.compile(rf"\b({'|'.join(DECADE_WORDS)})\b", re.IGNORECASE)
+# "set in the 50s", "goes back to 1955": when the story happens, not when the film was made
+_SETTING = re.compile(
+    r"\b(?:set|takes?\s+place|taking\s+place|back|travel(?:s|ed|led|ing|ling)?|during)\s+"
+    r"(?:(?:in|to|into)\s+)?(?:the\s+)?$",
+    re.IGNORECASE,
+)
 _NEWER = re.compile(
     r"\b(newer|more\s+recent|recent|latest|modern|less\s+old|not\s+so\s+old)\b", re.IGNORECASE
 )
@@ -180,6 +186,11 @@ def parse_turn(
     return up
 
 
+def _release(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
+    """The first match of a year or decade pattern that is not the story's setting ("set in the 50s")."""
+    return next((m for m in pattern.finditer(text) if not _SETTING.search(text[: m.start()])), None)
+
+
 def _years(text: str, up: DialogueUpdate, lex: Lexicon | None) -> None:
     """Year bounds: the English phrases, else those of the message's language (`lex`)."""
     if _ANY_YEAR.search(text) or (lex is not None and multilingual.any_year(text, lex)):
@@ -200,15 +211,15 @@ def _years(text: str, up: DialogueUpdate, lex: Lexicon | None) -> None:
         word, year = m.group(1).lower(), int(m.group(2))
         up.year_max = year if word.startswith(("until", "up")) else year - 1
     if up.year_min is None and up.year_max is None:
-        single = _IN_YEAR.search(text) or re.search(rf"\bfrom\s+{_YEAR}\b", text, re.IGNORECASE)
+        single = _release(_IN_YEAR, text) or re.search(rf"\bfrom\s+{_YEAR}\b", text, re.IGNORECASE)
         if single:
             up.year_min = up.year_max = int(single.group(1))
     if up.year_min is None and up.year_max is None:
         decade = None
-        if m := _DECADE.search(text):
+        if m := _release(_DECADE, text):
             digits = m.group(1)
             decade = int(digits + "0") if len(digits) == 3 else 1900 + int(digits) * 10
-        elif m := _DECADE_WORD.search(text):
+        elif m := _release(_DECADE_WORD, text):
             decade = DECADE_WORDS[m.group(1).lower()]
         if decade is not None:
             up.year_min, up.year_max = decade, decade + 9

@@ -89,3 +89,19 @@ def test_newer_keeps_a_compatible_upper_bound():
     assert (state.year_min, state.year_max) == (1995, 1999)
     apply_update(state, parse_turn("something newer", GENRES, [1998, 1999, 1999]))
     assert (state.year_min, state.year_max) == (2000, None)  # above the old bound: it goes
+
+
+@pytest.mark.parametrize(
+    ("text", "years"),
+    [
+        ("a teenager goes back to the 50s in a time machine", (None, None)),
+        ("a war story set in 1942", (None, None)),
+        ("a love story set in the sixties", (None, None)),
+        ("a love story during the sixties, made in the 90s", (1990, 1999)),
+        ("a comedy from the 90s", (1990, 1999)),
+        ("a film in the 80s", (1980, 1989)),
+    ],
+)
+def test_the_story_setting_is_not_a_release_year(text, years):
+    up = parse_turn(text)
+    assert (up.year_min, up.year_max) == years
