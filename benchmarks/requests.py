@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/requests.py --summary docs/results/summary.json   # ... + the summary
     .venv/bin/python benchmarks/requests.py --tune fusion           # tuning half: fusion grid
     .venv/bin/python benchmarks/requests.py --tune speech           # tuning half: Whisper grid (~1 h)
+    .venv/bin/python benchmarks/requests.py --tune correction       # tuning half: transcript correction
 
 `benchmarks/requests.jsonl` holds requests written as people ask (descriptions without the title,
 moods, "like X but Y", constraints), each with its target ML-100k item ids, its half (tune | report,
@@ -12,9 +13,10 @@ half of each kind) and its kind. Each request is searched in the ingested catalo
 late rrf, late weighted, cross) and once per single text-space block the store has (text,
 image_text, tfidf), and reported as hit@1/5/10. Spoken: espeak-ng reads each request in two voices
 (VOICES), resampled to 16 kHz mono under ``--cache`` (never in the repository); the early retriever
-gets the clip as an audio attachment (transcribed with the configured ``models.speech_*``), and the
-transcript it heard is searched by the other systems as typed text, which is what the retriever
-does with a transcript. WER is over Whisper-normalised words; latency is per spoken request
+gets the clip as an audio attachment (transcribed with the configured ``models.speech_*``, then
+corrected toward the catalog's words, ``retrieval.speech_correction``), and the transcript it searched
+is searched by the other systems as typed text, which is what the retriever does with a transcript.
+WER is over Whisper-normalised words (of what Whisper heard; ``wer_searched``: after correction); latency is per spoken request
 (decode + transcribe + search) against the typed search. Spoken hit@k per request is the mean
 over the voices. Paired bootstrap intervals: each fusion vs the best single block, spoken vs typed.
 
@@ -56,6 +58,7 @@ FUSIONS = {
 TEXT_SPACE = ("text", "image_text", "tfidf")
 VOICES = (("en-us", 175), ("en-gb", 140))  # espeak-ng voice, words per minute
 WARM_UP = "warming up the speech model"
+CORRECTION_BONUS = (0.0, 2.0, 4.0, 6.0, 8.0, 12.0)  # --tune correction: retrieval.speech_correction
 LANGUAGES = (  # espeak-ng voice, request: does the speech model hear other languages (--languages)
     ("de", "Ein lustiger Weltraumfilm aus den Neunzigern, bitte keinen Horror"),
     ("cmn", "轻松的九十年代喜剧，不要恐怖片"),
@@ -170,13 +173,15 @@ def spoken_run(
     speech: Sequence[str],
     cache: Path,
     all_systems: bool,
+    ret: Any = None,
 ) -> dict[str, Any]:
-    """Each request in each voice as an audio attachment of the early retriever; the transcript it
-    heard through the other systems (``all_systems``) as typed text."""
+    """Each request in each voice as an audio attachment of the early retriever (``ret``, else one
+    with the ``speech`` overrides); the transcript it searched (heard, then corrected toward the
+    catalog) through the other systems (``all_systems``) as typed text."""
     from fusionrec.types import Attachment
     from retrieval.search import Retriever
 
-    ret = Retriever(config(home, [*speech, *FUSIONS["early"]]))
+    ret = ret or Retriever(config(home, [*speech, *FUSIONS["early"]]))
     ret.retrieve("", [Attachment("audio", speak(WARM_UP, *VOICES[0], cache))], k=1)  # models load here
     names = list(found) if all_systems else ["early"]
     per: dict[str, dict[str, dict]] = {name: {} for name in names}
@@ -187,12 +192,14 @@ def spoken_run(
             got = ret.retrieve("", [Attachment("audio", speak(r["text"], voice, wpm, cache))])
             seconds.append(time.perf_counter() - t0)
             heard = " ".join(ret.last_query.transcripts if ret.last_query else [])
+            searched = " ".join(ret.last_query.searched if ret.last_query else [])
             errors, words = word_errors(r["text"], heard)
-            clips.append({"id": r["id"], "voice": voice, "heard": heard, "errors": errors, "words": words})
+            clips.append({"id": r["id"], "voice": voice, "heard": heard, "errors": errors, "words": words,
+                          "searched": searched, "searched_errors": word_errors(r["text"], searched)[0]})  # fmt: skip
             ids = {"early": [c.item.id for c in got][: max(KS)]}
             for name in names[1:]:
-                ids[name] = ranked(found[name], heard)
-            same += ids["early"] == ranked(found["early"], heard)
+                ids[name] = ranked(found[name], searched)
+            same += ids["early"] == ranked(found["early"], searched)
             for name in names:
                 rec = per[name].setdefault(r["id"], {"ids": [], **{f"hit@{k}": 0.0 for k in KS}})
                 rec["ids"].append(ids[name])
@@ -203,6 +210,7 @@ def spoken_run(
         "clips": clips,
         "seconds": seconds,
         "wer": sum(c["errors"] for c in clips) / max(1, sum(c["words"] for c in clips)),
+        "wer_searched": sum(c["searched_errors"] for c in clips) / max(1, sum(c["words"] for c in clips)),
         "same_as_typed_transcript": same / max(1, len(clips)),
     }
 
@@ -314,12 +322,48 @@ def speech_grid(models_dir: Path) -> dict[str, list[str]]:
     return grid
 
 
+def correction_grid(
+    requests: list[dict], home: Path, overrides: Sequence[str], cache: Path
+) -> dict[str, Any]:
+    """Spoken tuning half at each ``retrieval.speech_correction`` bonus: Whisper hears each clip once
+    (a first pass with correction off; the audio encoder then keeps every clip's features), so the rows
+    differ by the correction and the search only. ``seconds_p50`` per row is the spoken request
+    without transcription; the first row with a bonus also pays Whisper's scoring of each clip."""
+    from encoders import registry
+    from evaluation.metrics import latency_summary
+    from retrieval.search import Retriever
+
+    early = [*overrides, *FUSIONS["early"]]
+    found = {"early": Retriever(config(home, early))}
+    typed = table(typed_run(requests, found), requests)["early"]
+    out: dict[str, Any] = {"typed early": {k: typed[k] for k in ("hit@1", "hit@5", "hit@10")}}
+    ret = Retriever(config(home, [*early, "retrieval.speech_correction=0"]))
+    registry.load_audio_encoder(ret.cfg).memo.size = len(requests) * len(VOICES) + 1
+    spoken_run(requests, found, home, (), cache, all_systems=False, ret=ret)  # Whisper hears every clip
+    for bonus in CORRECTION_BONUS:
+        ret.cfg = config(home, [*early, f"retrieval.speech_correction={bonus}"])
+        run = spoken_run(requests, found, home, (), cache, all_systems=False, ret=ret)
+        row = table(run, requests)["early"]
+        changed = [f"{c['id']} {c['voice']}: {c['heard']!r} -> {c['searched']!r}" for c in run["clips"]
+                   if c["heard"] != c["searched"]]  # fmt: skip
+        out[f"bonus={bonus}"] = {
+            **{k: row[k] for k in ("hit@1", "hit@5", "hit@10")},
+            "wer": run["wer"], "wer_searched": run["wer_searched"],
+            "seconds_p50": latency_summary(run["seconds"])["p50_s"], "changed": changed,
+        }  # fmt: skip
+        print(f"bonus={bonus}", json.dumps({k: v for k, v in out[f"bonus={bonus}"].items() if k != "changed"}),
+              flush=True)  # fmt: skip
+    return out
+
+
 def tune(args: argparse.Namespace, requests: list[dict], home: Path) -> dict[str, Any]:
     """The grids on the tuning half; each row: hit@1/5/10 (spoken: + WER, seconds per request)."""
     from evaluation.metrics import latency_summary
     from retrieval.search import Retriever
 
     out: dict[str, Any] = {}
+    if args.tune == "correction":
+        return correction_grid(requests, home, args.overrides, Path(args.cache))
     if args.tune == "fusion":
         for label, over in fusion_grid().items():
             found = {"early": Retriever(config(home, over))}
@@ -395,7 +439,9 @@ def main() -> int:
     ap.add_argument("--cache", default=str(CACHE), help="where the espeak-ng clips are kept (not the repo)")
     ap.add_argument("--limit", type=int, default=0, help="only the first N requests of the half (smoke runs)")
     ap.add_argument("--no-speech", action="store_true", help="typed requests only")
-    ap.add_argument("--tune", choices=["fusion", "speech"], help="run a tuning grid on the tuning half")
+    ap.add_argument(
+        "--tune", choices=["fusion", "speech", "correction"], help="run a tuning grid on the tuning half"
+    )
     ap.add_argument("--languages", action="store_true", help="only print what speech hears of LANGUAGES")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     ap.add_argument("--summary", default="", help="also write the 'requests' section of this summary file")
@@ -469,6 +515,7 @@ def main() -> int:
             "model": Path(registry.source(cfg, "speech")).name,
             "beam_size": m.speech_beam_size, "temperatures": m.speech_temperatures,
             "prompt": m.speech_prompt, "language": m.speech_language, "wer": spoken["wer"],
+            "speech_correction": cfg.retrieval.speech_correction, "wer_searched": spoken["wer_searched"],
             "same_as_typed_transcript": spoken["same_as_typed_transcript"], "clips": spoken["clips"],
         }  # fmt: skip
     result["per_request"] = {

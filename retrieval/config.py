@@ -37,6 +37,12 @@ class RetrievalConfig:
     text_blocks: list[str] = field(
         default_factory=lambda: ["text", "tfidf"]
     )  # blocks a typed or transcribed text is searched in: some of text, tfidf, image_text
+    # Spoken requests: a transcript span is replaced by a sound-alike catalog title, name or phrase
+    # when Whisper finds it at most this many nats (log-likelihood) less likely than what it wrote
+    # (retrieval.transcripts); 0 = search what Whisper heard. Off: on the tuning half of
+    # benchmarks/requests.jsonl the best bonus (6) changed one hit@10 and no hit@5, and cost up to 2 s
+    # per spoken request on 2 cores (docs/results/requests.md)
+    speech_correction: float = 0.0
     rrf_k: int = 0  # late rrf: item score = mean over its blocks of w / (rrf_k + rank), rank from 1 (tuned)
 
     def check(self) -> None:
@@ -55,6 +61,7 @@ class RetrievalConfig:
         for key, value in self.weights.items():
             check_range(f"retrieval.weights.{key}", value, 0, 1000)
         check_range("retrieval.rrf_k", self.rrf_k, 0, 10_000)
+        check_range("retrieval.speech_correction", self.speech_correction, 0, 100)
         unknown = sorted(set(self.text_blocks) - TEXT_SPACE_BLOCKS)
         if unknown:
             raise ValueError(

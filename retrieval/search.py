@@ -70,7 +70,8 @@ class QueryVectors:
 
     blocks: dict[str, np.ndarray] = field(default_factory=dict)
     turn: np.ndarray | None = None
-    transcripts: list[str] = field(default_factory=list)
+    transcripts: list[str] = field(default_factory=list)  # what Whisper heard
+    searched: list[str] = field(default_factory=list)  # the transcripts as searched (`Retriever.corrected`)
     uploads: list[Upload] = field(default_factory=list)  # one per attachment, in order
 
 
@@ -109,6 +110,7 @@ class Retriever:
         self._items: dict[str, Item] = {}
         self._encoders: dict[str, Any] = {}
         self._cross: Any = None
+        self._corrector: Any = None  # retrieval.transcripts.TranscriptCorrector, built on first need
         self.cross_trained: bool | None = None  # known once the cross-modal module is loaded
         self.last_query: QueryVectors | None = None
 
@@ -158,6 +160,7 @@ class Retriever:
 
         parts: dict[str, list[np.ndarray]] = {}
         transcripts: list[str] = []
+        searched: list[str] = []
         uploads: list[Upload] = []
 
         def add(block: str, vec: Any) -> None:
@@ -190,7 +193,8 @@ class Retriever:
                 return
             if feats.transcript:
                 transcripts.append(feats.transcript)
-                add_text(feats.transcript)
+                searched.append(self.corrected(feats))
+                add_text(searched[-1])
             add("audio", feats.whisper)
 
         add_text(query_text or "")
@@ -220,7 +224,27 @@ class Retriever:
         turn = blocks.get("text")
         if turn is None and "image_text" in blocks and self._image_in_text_space():
             turn = blocks["image_text"]
-        return QueryVectors(blocks=blocks, turn=turn, transcripts=transcripts, uploads=uploads)
+        return QueryVectors(
+            blocks=blocks, turn=turn, transcripts=transcripts, searched=searched, uploads=uploads
+        )
+
+    def corrected(self, feats: Any) -> str:
+        """A transcript as it is searched: moved toward the catalog's titles and names where Whisper
+        finds them about as likely as what it wrote (``retrieval.speech_correction``; `retrieval.transcripts`)."""
+        bonus = self.cfg.retrieval.speech_correction
+        if bonus <= 0:
+            return feats.transcript
+        from encoders.media import MediaError
+        from retrieval.transcripts import CatalogLexicon, TranscriptCorrector, WhisperScorer
+
+        if self._corrector is None:
+            docs = self.store.get("early").get(include=["documents"])["documents"]
+            scorer = WhisperScorer(self._encoder("audio"))
+            self._corrector = TranscriptCorrector(CatalogLexicon.from_documents(docs), scorer)
+        try:
+            return self._corrector.correct(feats.transcript, feats.path, feats.language, bonus).text
+        except MediaError:  # the clip is gone (e.g. a video's extracted sound track): search what was heard
+            return feats.transcript
 
     # --- retrieval ---------------------------------------------------------------------------
     def retrieve(
