@@ -1,12 +1,12 @@
 """Torch threads on this machine: the LLM's prompt read and per-token decode, alone and two at once.
 
-For each OpenMP wait policy (the library's default, whose idle threads spin, and PASSIVE, whose idle
-threads sleep; `fusionrec` sets PASSIVE unless OMP_WAIT_POLICY is set) and each thread count (1 ..
-cores) it runs `--sessions` worker processes at the same time (1 = one chat; 2 = two turns served at
+For each OpenMP waiting setting (GNU OpenMP's default: waiting threads spin 300,000 times before they
+sleep; FusionRec's GOMP_SPINCOUNT=10000, set by `import fusionrec` unless the variable is set; and
+OMP_WAIT_POLICY=PASSIVE: they sleep at once) and each thread count (1 .. cores) it runs `--sessions` worker processes at the same time (1 = one chat; 2 = two turns served at
 once, `ui.concurrency = 2`, or a chat beside any other busy program), each reading a `--prompt`-token
 prompt and decoding `--tokens` tokens with the KV cache, with the configured LLM (SmolLM2-135M
 offline). The ratio column compares each row with one thread, same policy and sessions. Decides the
-defaults: PASSIVE, and `agent.torch_threads = 0` = all cores for one chat, cores / ui.concurrency
+defaults: the spin count, and `agent.torch_threads = 0` = all cores for one chat, cores / ui.concurrency
 when serving (`ui.app.serving_threads`).
 
 Usage: python benchmarks/threads.py [--sessions 1 2] [--prompt 600] [--tokens 30]
@@ -28,7 +28,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 
-POLICIES = ("", "PASSIVE")  # "" = the OpenMP library's default
+POLICIES = {  # name -> OpenMP environment of the workers ("" = unset: the library's default)
+    "gomp": {"OMP_WAIT_POLICY": "", "GOMP_SPINCOUNT": ""},
+    "spin10k": {"OMP_WAIT_POLICY": "", "GOMP_SPINCOUNT": "10000"},
+    "passive": {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": ""},
+}
 
 
 def worker(threads: int, prompt: int, tokens: int, overrides: list[str]) -> dict[str, float]:
@@ -62,11 +66,11 @@ def run(policy: str, threads: int, sessions: int, args: argparse.Namespace, over
     """`sessions` workers started at once (the model loads take a second, the timed work ~5 s)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(threads),
            "--prompt", str(args.prompt), "--tokens", str(args.tokens), *overrides]  # fmt: skip
-    env = {**os.environ, "OMP_WAIT_POLICY": policy}
+    env = {**os.environ, **POLICIES[policy]}
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env) for _ in range(sessions)]
     rows = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
     return {
-        "policy": policy or "default",
+        "policy": policy,
         "threads": threads,
         "sessions": sessions,
         "prompt_s": max(r["prompt_s"] for r in rows),

@@ -193,8 +193,8 @@ def free_port(host: str) -> int:
 
 def serving_threads(cfg: Config, cores: int | None = None) -> int:
     """Torch threads for serving: `agent.torch_threads`, or else the cores shared among the turns
-    served at once (two turns with two threads each on two cores decode ~20x slower than with one
-    thread each: docs/results/latency.md)."""
+    served at once (two turns with two threads each on two cores decode 2-3x slower than with one
+    thread each: benchmarks/threads.py, docs/results/latency.md)."""
     if cfg.agent.torch_threads > 0:
         return cfg.agent.torch_threads
     return max(1, (cores or os.cpu_count() or 1) // cfg.ui.concurrency)
