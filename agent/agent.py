@@ -554,6 +554,11 @@ class Agent:
         named = self.named_films(" ".join([text, *(vectors.searched or vectors.transcripts)]))
         feedback["query_item"] = feedback["query_item"] or name_films(state, named, update.notes)
         candidates = self._retrieve(vectors, state, feedback["query_item"])
+        if any(a.kind == "image" for a in attachments):  # an uploaded poster that is a film's own
+            same = [c for c in candidates if c.modality_scores.get("image", 0.0) >= SAME_IMAGE]
+            name_films(state, [Named((c.item.id,), c.item.title, False, False) for c in same], update.notes,
+                       "your image is the poster of")  # fmt: skip
+            candidates = [c for c in candidates if c not in same]
         timings["retrieve_s"] = time.perf_counter() - t0
         yield Event(
             "retrieved",
@@ -604,14 +609,19 @@ class Agent:
         yield Event("done", {"seconds": time.perf_counter() - t0, "ok": True, "timings": timings})
 
 
-def name_films(state: DialogueState, named: Sequence[Named], notes: list[str]) -> str | None:
+SAME_IMAGE = 0.99  # image similarity from which an upload is taken for the candidate's own poster
+
+
+def name_films(
+    state: DialogueState, named: Sequence[Named], notes: list[str], how: str = "you named"
+) -> str | None:
     """Fold the films a message names into the state (refused: disliked; otherwise liked, so never
     recommended back); returns the first film given as a model ("like X") to anchor the search."""
     anchor = None
     for film in named:
         target = state.disliked if film.refused else state.liked
         target.extend(i for i in film.ids if i not in target)
-        notes.append(f"{'not' if film.refused else 'you named'} {film.title}")
+        notes.append(f"{'not' if film.refused else how} {film.title}")
         if film.model and not film.refused and anchor is None:
             anchor = film.ids[0]
     return anchor

@@ -227,6 +227,10 @@ def _agent_events(
                     f"Ranked by the LLM ({session.method}) from {len(p['ranking'].candidates)} candidates"
                 )
                 session.titles.update({c.item.id: c.item.title for c in new_cards})
+                # films the person named (or whose poster they sent) are liked without a card
+                st = session.state
+                named = [i for i in (*st.liked, *st.disliked) if i not in session.titles]
+                session.titles.update({i: agent.retriever.item(i).title for i in named})
                 reply["content"] = "Explaining the top picks…"
                 yield "state"
             elif ev.kind == "explanation_token":

@@ -195,6 +195,9 @@ def test_request_with_a_poster_gets_cards_with_explanations(first):
     chat = page.inner_text("#fr-chat")
     assert REQUEST in chat and page.locator("#fr-chat img").count() >= 1
     assert all(t.split(".", 1)[1].strip() in chat for t in titles)
+    # the upload is Star Wars' own poster: the person knows that film, so it is not offered back
+    assert "poster of Star Wars" in chat and not any(t.endswith(". Star Wars") for t in titles)
+    assert "Liked: Star Wars" in page.inner_text("#fr-constraints")
     # "why this?": per-modality evidence (the poster reached the image index), retrieval vs LLM
     page.locator("#fr-cards .fr-card").first.locator("summary").click()
     why = page.locator("#fr-cards .fr-card").first.locator(".fr-why").inner_text()
@@ -214,7 +217,9 @@ def test_like_feeds_the_dialogue_state(first):
     title = card.locator(".fr-title").inner_text().split(".", 1)[1].strip()
     card.locator("button[data-action=like]").click()
     page.wait_for_function(
-        "t => document.querySelector('#fr-constraints').innerText.includes('Liked: ' + t)", arg=title
+        "t => document.querySelector('#fr-constraints').innerText.split('\\n')"
+        ".some(l => l.startsWith('Liked:') && l.includes(t))",
+        arg=title,
     )
     assert "fr-like" in page.locator("#fr-cards .fr-card").first.get_attribute("class")
 
