@@ -76,35 +76,24 @@ def dataset_dir(cfg: Config, name: str) -> Path:
     return cfg.data_dir / prepared_name(name)
 
 
-def _ml100k_catalog(cfg: Config, source: str) -> tuple[list[Item] | None, str]:
-    """The ML-100k items for ReDial title matching: prepared copy first, else the raw files."""
-    prepared = cfg.data_dir / "movielens-100k" / "items.jsonl"
+def _catalog_for_matching(cfg: Config, source: str, name: str) -> tuple[list[Item] | None, str]:
+    """The items of MovieLens dataset `name` ("movielens-100k" | "ml-latest-small") for ReDial title
+    matching: the prepared copy first, else the raw files (None when neither is there)."""
+    prepared = cfg.data_dir / name / "items.jsonl"
     if prepared.is_file():
         return read_items(prepared), str(prepared)
-    from retrieval.loaders.movielens import find_ml100k, load_ml100k
+    from retrieval.loaders import movielens
 
+    find, load = {
+        "movielens-100k": (movielens.find_ml100k, movielens.load_ml100k),
+        "ml-latest-small": (movielens.find_ml_latest, movielens.load_ml_latest),
+    }[name]
     for src in ([source] if source else []) + [""]:
         try:
-            folder, posters = find_ml100k(cfg, src, download=False)
+            folder, extra = find(cfg, src, download=False)
         except DataSourceError:
             continue
-        return load_ml100k(folder, posters).items, str(folder)
-    return None, ""
-
-
-def _ml_latest_catalog(cfg: Config, source: str) -> tuple[list[Item] | None, str]:
-    """The ml-latest-small items for ReDial title matching: prepared copy first, else the raw files."""
-    prepared = cfg.data_dir / "ml-latest-small" / "items.jsonl"
-    if prepared.is_file():
-        return read_items(prepared), str(prepared)
-    from retrieval.loaders.movielens import find_ml_latest, load_ml_latest
-
-    for src in ([source] if source else []) + [""]:
-        try:
-            folder, youtube = find_ml_latest(cfg, src, download=False)
-        except DataSourceError:
-            continue
-        return load_ml_latest(folder, youtube).items, str(folder)
+        return load(folder, extra).items, str(folder)
     return None, ""
 
 
@@ -126,8 +115,8 @@ def load_raw(cfg: Config, name: str, source: str = "") -> Dataset:
     from retrieval.loaders.redial import find_redial, load_redial
 
     folder = find_redial(cfg, source)
-    ml_items, ml_source = _ml100k_catalog(cfg, source)
-    latest_items, latest_source = _ml_latest_catalog(cfg, source)
+    ml_items, ml_source = _catalog_for_matching(cfg, source, "movielens-100k")
+    latest_items, latest_source = _catalog_for_matching(cfg, source, "ml-latest-small")
     ds = load_redial(folder, ml_items, latest_items)
     ds.report.sources["ml100k_catalog"] = ml_source
     ds.report.sources["ml_latest_catalog"] = latest_source
