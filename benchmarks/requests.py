@@ -62,6 +62,8 @@ CORRECTION_BONUS = (0.0, 2.0, 4.0, 6.0, 8.0, 12.0)  # --tune correction: retriev
 LANGUAGES = (  # espeak-ng voice, request: does the speech model hear other languages (--languages)
     ("de", "Ein lustiger Weltraumfilm aus den Neunzigern, bitte keinen Horror"),
     ("cmn", "轻松的九十年代喜剧，不要恐怖片"),
+    ("fr", "Une comédie spatiale des années quatre-vingt-dix, pas d'horreur s'il vous plaît"),
+    ("es", "Una comedia espacial de los noventa, sin terror por favor"),
 )
 CACHE = Path.home() / ".cache" / "fusionrec" / "requests-speech"
 
