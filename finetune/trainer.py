@@ -428,12 +428,7 @@ class Trainer:
         if key not in self._fusion_cache:
             titles = [self.data.items[i].title for i in ex.history[-5:]]
             # the cross module learns what each text-space channel is worth, the posters' bridge too
-            reach = self.retriever.cfg.retrieval.text_blocks
-            self.retriever.cfg.retrieval.text_blocks = ["text", "tfidf", "image_text"]
-            try:
-                query = self.retriever.query_vectors("; ".join(titles))
-            finally:
-                self.retriever.cfg.retrieval.text_blocks = reach
+            query = self.retriever.query_vectors("; ".join(titles), text_blocks=("text", "tfidf", "image_text"))
             inputs = self.retriever.cross_inputs(query, ex.candidates)
             target = ex.candidates.index(ex.target)
             self._fusion_cache[key] = inputs if bool(inputs["mask"][0, target].any()) else None

@@ -153,8 +153,14 @@ class Retriever:
         return self._encoders["same_space"]
 
     # --- query vectors -----------------------------------------------------------------------
-    def query_vectors(self, query_text: str = "", attachments: Sequence[Attachment] = ()) -> QueryVectors:
-        """The query's vector per block (only blocks the store has), averaged over contributions."""
+    def query_vectors(
+        self,
+        query_text: str = "",
+        attachments: Sequence[Attachment] = (),
+        text_blocks: Sequence[str] | None = None,
+    ) -> QueryVectors:
+        """The query's vector per block (only blocks the store has), averaged over contributions;
+        text reaches `text_blocks` (default ``retrieval.text_blocks``)."""
         from encoders.image import top_labels
         from encoders.media import validate
 
@@ -172,7 +178,7 @@ class Retriever:
             """Typed or heard text, in the blocks it really reaches (``retrieval.text_blocks``)."""
             if not text.strip():
                 return
-            reach = [b for b in self.cfg.retrieval.text_blocks if b in self.dims]
+            reach = [b for b in (text_blocks or self.cfg.retrieval.text_blocks) if b in self.dims]
             vec = None
             if "text" in reach:
                 vec = self._encoder("text").encode([text])[0]

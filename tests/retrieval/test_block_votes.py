@@ -111,6 +111,13 @@ def test_the_bridge_votes_when_text_blocks_lists_it(tiny_cfg, bridge_home):
     assert got[0].item.id == "b" and "image" in got[0].modality_scores
 
 
+def test_one_query_can_name_its_text_blocks(tiny_cfg, bridge_home):
+    """The cross-fusion trainer reaches the bridge for its queries without touching the config."""
+    ret = retriever(tiny_cfg, bridge_home, FUSIONS["early"])
+    assert set(ret.query_vectors(QUERY, text_blocks=("text", "image_text")).blocks) == {"text", "image_text"}
+    assert set(ret.query_vectors(QUERY).blocks) == {"text"} and ret.cfg.retrieval.text_blocks == ["text", "tfidf"]
+
+
 @pytest.mark.parametrize("combine", ["rrf", "weighted"])
 def test_item_without_audio_is_not_pulled_by_the_audio_vote(tiny_cfg, tmp_path, combine):
     """x has the best text and no sound. Summing votes (or raw cosines, high for every Whisper
