@@ -551,7 +551,7 @@ class Agent:
                 "disliked": feedback["disliked"] + said["disliked"],
                 "query_item": said["query_item"] or feedback["query_item"],
             }
-        named = self.named_films(" ".join([text, *(vectors.searched or vectors.transcripts)]))
+        named = self.named_films(" ".join([text, *vectors.searched]))
         feedback["query_item"] = feedback["query_item"] or name_films(state, named, update.notes)
         candidates = self._retrieve(vectors, state, feedback["query_item"])
         if any(a.kind == "image" for a in attachments):  # an uploaded poster that is a film's own

@@ -34,10 +34,11 @@ import numpy as np
 import torch
 
 from agent.constrained import Guard, guarded_greedy
-from agent.evidence import ARTICLE_SUFFIX, Evidence, TurnContext, gather
+from agent.evidence import Evidence, TurnContext, gather
 from agent.genres import find_genres
 from agent.prompt import Template, chat_text, data_text, load_template
 from agent.rank import stop_ids, stream_text
+from agent.titles import title_variants
 from fusionrec.types import Explanation, Item
 
 _YEAR = re.compile(r"(?<![\d])(1[89]\d\d|20\d\d)(?![\d]|'?s\b)")  # not "1990s" (a decade)
@@ -50,19 +51,6 @@ _ITEM = "\x00item\x00"  # marks where the item's part of the explanation prompt 
 
 
 # --- fact check ----------------------------------------------------------------------------------------
-def title_variants(title: str) -> set[str]:
-    """A catalog title as people write it: "Usual Suspects, The" -> also "The Usual Suspects"."""
-    title = re.sub(r"\s*\(\d{4}\)\s*$", "", title).strip()
-    out = {title}
-    m = ARTICLE_SUFFIX.match(title)
-    if m:
-        out.add(f"{m.group(2)} {m.group(1)}")
-    for t in list(out):
-        if t.startswith(("The ", "A ", "An ")):
-            out.add(t[0].lower() + t[1:])
-    return {t for t in out if t}
-
-
 @lru_cache(maxsize=8)
 def _title_index(titles: tuple[str, ...]) -> tuple[re.Pattern[str] | None, dict[str, str]]:
     """One regex over every checkable title variant -> the catalog title it belongs to."""

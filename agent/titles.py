@@ -16,8 +16,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from agent.evidence import ARTICLE_SUFFIX
+
 _ARTICLES = ("the", "a", "an")
-_TRAILING_ARTICLE = re.compile(r"^(?P<rest>.+), (?P<art>the|a|an)$", re.IGNORECASE)
 _PARENS = re.compile(r"\s*\([^)]*\)")
 _NOT_WORD = re.compile(r"[^\w'&]+")
 _REFUSAL = re.compile(
@@ -48,14 +49,26 @@ def _normal(text: str) -> str:
     return _NOT_WORD.sub(" ", text).strip()
 
 
-def variants(title: str) -> set[str]:
-    """The lower-case forms a person may write for a catalog title."""
-    base = _PARENS.sub("", title).strip()
-    m = _TRAILING_ARTICLE.match(base)
-    forms = {base}
+def title_variants(title: str) -> set[str]:
+    """A catalog title as people write it: "Usual Suspects, The" -> also "The Usual Suspects"."""
+    title = re.sub(r"\s*\(\d{4}\)\s*$", "", title).strip()
+    out = {title}
+    m = ARTICLE_SUFFIX.match(title)
     if m:
-        forms |= {f"{m['art']} {m['rest']}", m["rest"]}
-    return {_lower(_normal(f)) for f in forms if _normal(f)}
+        out.add(f"{m.group(2)} {m.group(1)}")
+    for t in list(out):
+        if t.startswith(("The ", "A ", "An ")):
+            out.add(t[0].lower() + t[1:])
+    return {t for t in out if t}
+
+
+def variants(title: str) -> set[str]:
+    """The lower-case forms a person may write for a catalog title: its `title_variants` without
+    parentheses, and a moved English article left out ("usual suspects")."""
+    base = _PARENS.sub("", title).strip()
+    moved = {_lower(_normal(f)) for f in title_variants(base)} - {_lower(_normal(base))}
+    bare = {f.split(" ", 1)[1] for f in moved if f.split(" ", 1)[0] in _ARTICLES and " " in f}
+    return {f for f in {_lower(_normal(base)), *moved, *bare} if f}
 
 
 def _one_word(form: str) -> bool:
