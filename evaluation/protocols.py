@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,13 +157,17 @@ def redial_examples(records: Sequence[dict[str, Any]], path: str = "dialogues") 
     return out
 
 
+def mentions(record: Mapping[str, Any]) -> list[str]:
+    """The ReDial movie ids a dialogue names, message by message, repeats kept."""
+    return [str(i) for m in record.get("messages", []) for i in m.get("movie_ids") or []]
+
+
 def mention_counts(records: Sequence[dict[str, Any]]) -> dict[str, int]:
     """How often each ReDial movie is named in the given dialogues (the ReDial popularity baseline)."""
     counts: dict[str, int] = {}
     for rec in records:
-        for m in rec.get("messages", []):
-            for i in m.get("movie_ids") or []:
-                counts[str(i)] = counts.get(str(i), 0) + 1
+        for i in mentions(rec):
+            counts[i] = counts.get(i, 0) + 1
     return counts
 
 

@@ -62,7 +62,7 @@ class CatalogScores:
             if mid in self.index:
                 self.popularity[self.index[mid]] = n
         for rec in train:
-            movies = [i for i in dict.fromkeys(_mentions(rec)) if i in self.index]
+            movies = [i for i in dict.fromkeys(protocols.mentions(rec)) if i in self.index]
             for a in movies:
                 row = self.co.setdefault(a, {})
                 for b in movies:
@@ -99,12 +99,8 @@ def dialogue_interactions(train: Sequence[Mapping[str, Any]]) -> list[Interactio
     return [
         Interaction(str(rec["conversation_id"]), mid, 1.0, 0)
         for rec in train
-        for mid in dict.fromkeys(_mentions(rec))
+        for mid in dict.fromkeys(protocols.mentions(rec))
     ]
-
-
-def _mentions(rec: Mapping[str, Any]) -> list[str]:
-    return [str(i) for m in rec.get("messages", []) for i in m.get("movie_ids") or []]
 
 
 def run_redial(cfg: Config, folder: Path, wanted: str) -> dict[str, Any]:
