@@ -717,10 +717,6 @@ class Trainer:
             fh.close()
             if tb is not None:
                 tb.close()
-            if self.unwrapped.fusion is not None:
-                from retrieval.fusion import save_cross_fusion
-
-                save_cross_fusion(self.unwrapped.fusion, self.cfg.checkpoints_dir / ckpt.FUSION_FILE)
         best_dir = self.out / "best"
         return TrainResult(
             output_dir=self.out,
