@@ -34,10 +34,10 @@ import numpy as np
 import torch
 
 from agent.constrained import Guard, guarded_greedy
+from agent.decode import stop_ids, stream_text
 from agent.evidence import Evidence, TurnContext, gather
 from agent.genres import find_genres
 from agent.prompt import Template, chat_text, data_text, load_template
-from agent.rank import stop_ids, stream_text
 from agent.titles import title_variants
 from fusionrec.types import Explanation, Item
 

@@ -121,9 +121,9 @@ def baseline(agent: Any, item: Any, request: str) -> dict[str, Any]:
     decoding, the facts-only fact check."""
     import torch
 
+    from agent.decode import greedy_ids, stop_ids, stream_text
     from agent.explain import check_explanation
     from agent.prompt import explain_prompt
-    from agent.rank import greedy_ids, stop_ids, stream_text
 
     t0 = time.perf_counter()
     text, opening = explain_prompt(agent.tokenizer, agent.template, item, request)

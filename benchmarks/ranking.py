@@ -43,7 +43,8 @@ TOKENS_PER_CANDIDATE = 8  # the generation budget: enough for "A, B, C, ..." or 
 def generate_full(agent: object, prompt: object) -> tuple[str, int, list[int], list[str]]:
     """Greedy generation until every candidate is named (or a stop token, or the budget):
     (text, tokens generated, candidate order, invalid answers)."""
-    from agent.rank import greedy_ids, parse_generated, prompt_embeds, stop_ids
+    from agent.decode import greedy_ids, stop_ids
+    from agent.rank import parse_generated, prompt_embeds
 
     n = len(prompt.candidates)
     embeds = prompt_embeds(agent.model, agent.projectors, prompt)

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from agent.constrained import SENTENCE_STARTS, Allowed, Guard, restricted
+from agent.decode import greedy_ids, stop_ids
 from agent.evidence import Evidence, TurnContext, closest_sentence, gather, prior_vectors
 from agent.explain import GroundedExplainer, check_explanation, fact_check, grounded_prompt
-from agent.rank import greedy_ids, stop_ids
 from fusionrec.types import Candidate, DialogueState, Item
 from retrieval.collaborative import BPRModel
 from retrieval.prior import Prior
