@@ -7,8 +7,9 @@ example type, the negative sampler and the candidate-file reader the evaluation 
   validation target, the rest is training;
 - an example is (history, candidates, target): the up-to-`history_len` most recent items before
   the target (oldest first) and `num_candidates` candidates = the target + negatives the user
-  never rated (any split), sampled with a seed per (user, position), or hard negatives from
-  retrieval when a Chroma store is available; candidates are shuffled with the same seed;
+  never rated (any split), sampled with a seed per (user, position), or (`data.negatives=retrieval`)
+  hard negatives from the ingested Chroma store, which must exist; candidates are shuffled with
+  the same seed;
 - every training position (sliding: the 2nd, 3rd ... training item) is an example with its own
   sampled candidates; the validation and test targets never appear in a training prompt of
   their user (they are rated, so never negatives, and come after every training target).
@@ -291,15 +292,19 @@ class Datasets:
         }
 
 
-def open_retriever(cfg: Config) -> Any:
-    """A Retriever over the ingested store, or None when there is none (random negatives then)."""
-    try:
-        from retrieval.search import Retriever
+def open_retriever(cfg: Config, needed_for: str) -> Any:
+    """The Retriever over the ingested Chroma store; DataError naming `needed_for` (the recipe setting
+    that asks for the store, e.g. "data.negatives=retrieval") when there is none."""
+    from retrieval.search import RetrievalError, Retriever
+    from retrieval.store import StoreError
 
+    if not cfg.retrieval.server_url and not cfg.chroma_dir.is_dir():  # do not create an empty store
+        raise DataError(f"{needed_for} needs an ingested Chroma store: there is none at {cfg.chroma_dir} "
+                        "(run `fusionrec ingest`)")  # fmt: skip
+    try:
         return Retriever(cfg)
-    except Exception as exc:
-        log.info("no retriever (%s)", exc)
-        return None
+    except (RetrievalError, StoreError) as exc:
+        raise DataError(f"{needed_for} needs an ingested Chroma store: {exc}") from None
 
 
 def load_datasets(cfg: Config, recipe: Any, retriever: Any = None) -> Datasets:
@@ -307,6 +312,8 @@ def load_datasets(cfg: Config, recipe: Any, retriever: Any = None) -> Datasets:
     from retrieval.prepare import DatasetNotPrepared, load_dialogues, load_prepared, prepare_dataset
 
     d = recipe.data
+    if d.negatives == "retrieval" and retriever is None:  # hard negatives need the store: fail first
+        retriever = open_retriever(cfg, "data.negatives=retrieval")
     try:
         items_list, interactions = load_prepared(cfg, d.dataset)
     except DatasetNotPrepared:
@@ -320,10 +327,6 @@ def load_datasets(cfg: Config, recipe: Any, retriever: Any = None) -> Datasets:
         )
     splits = leave_one_out(user_sequences(interactions))
     titles = {i.id: i.title for i in items_list}
-    if d.negatives == "retrieval" and retriever is None:
-        retriever = open_retriever(cfg)
-        if retriever is None:
-            log.warning("data.negatives=retrieval but no ingested store: using random negatives")
     sampler = NegativeSampler(list(items), titles, retriever if d.negatives == "retrieval" else None)
     sets = candidate_sets(cfg, d.dataset, splits, sampler, recipe.seed, d.num_candidates, FILE_HISTORY_LEN)
     users = pick_users(splits, d.max_users, recipe.seed)
