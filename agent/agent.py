@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from agent import dialogue
-from agent.checkpoint import RECIPE_FILE, base_model, trained_to_explain, training_prompt
+from agent.checkpoint import RECIPE_FILE, adapter_settings, base_model, trained_to_explain
 from agent.config import RANKERS
 from agent.evidence import TurnContext, prior_vectors
 from agent.explain import ExplainResult, GroundedExplainer
@@ -97,13 +98,29 @@ def resolve_adapter(cfg: Config) -> tuple[Path | None, str]:
     return SHIPPED_ADAPTER, "the shipped adapter"
 
 
-def _use_training_prompt(acfg: Any, folder: Path) -> None:
+@dataclass
+class AgentSettings:
+    """The settings one Agent runs with: the config with its `agent` section replaced by a new one
+    holding what the adapter's recipe sets (the caller's config is never changed)."""
+
+    cfg: Config  # a shallow copy: a new `agent` section, the other sections shared with the caller's
+    adapter: Path | None
+    note: str  # why this adapter (or none)
+    from_adapter: dict[str, Any]  # agent.<key> -> the value the adapter's recipe sets, where it differs
+
+
+def effective_config(cfg: Config) -> AgentSettings:
     """Rank with the prompt the adapter was trained on: its recipe's template, budgets and scoring win."""
-    trained = training_prompt(folder)
-    for key in ("template", "overview_chars", "max_prompt_tokens", "scoring"):
-        if key in trained and trained[key] != getattr(acfg, key):
-            log.info("agent.%s=%r from the adapter's recipe (%s)", key, trained[key], folder / RECIPE_FILE)
-            setattr(acfg, key, type(getattr(acfg, key))(trained[key]))
+    adapter, note = resolve_adapter(cfg)
+    sets: dict[str, Any] = {}
+    if adapter is not None:
+        try:
+            trained = adapter_settings(adapter)
+        except ValueError as exc:
+            raise AgentError(str(exc)) from None
+        sets = {k: v for k, v in trained.items() if v != getattr(cfg.agent, k)}
+    agent = dataclasses.replace(cfg.agent, **sets)
+    return AgentSettings(dataclasses.replace(cfg, agent=agent), adapter, note, sets)
 
 
 def load_adapter(model: Any, folder: Path) -> Any:
@@ -121,15 +138,18 @@ class Agent:
     def __init__(self, cfg: Config, retriever: Any = None, llm: tuple[Any, Any] | None = None) -> None:
         from encoders import registry
 
-        self.cfg = cfg
-        acfg = cfg.agent
+        settings = effective_config(cfg)  # the caller's cfg is not changed
+        self.cfg, self.adapter, self.adapter_note = settings.cfg, settings.adapter, settings.note
+        self.from_adapter = settings.from_adapter
+        if self.from_adapter:
+            where = settings.adapter / RECIPE_FILE if settings.adapter else ""
+            log.info("agent settings from the adapter's recipe (%s): %s", where,
+                     ", ".join(f"agent.{k}={v!r}" for k, v in self.from_adapter.items()))  # fmt: skip
+        acfg = self.cfg.agent
         try:
-            acfg.check()  # load_config checks too; a config changed in code is checked here
+            acfg.check()  # load_config checks too; a config changed in code (or by an adapter) is checked here
         except ValueError as exc:
             raise AgentError(str(exc)) from None
-        self.adapter, self.adapter_note = resolve_adapter(cfg)
-        if self.adapter is not None:
-            _use_training_prompt(acfg, self.adapter)
         self.template = load_template(acfg.template)
         if acfg.torch_threads > 0:
             import torch
@@ -183,9 +203,7 @@ class Agent:
     def catalog(self) -> tuple[list[str], list[str]]:
         """(all catalog titles, all catalog genres), read once from the store's metadata."""
         if self._catalog is None:
-            store = self.retriever.store
-            metas = store.metadatas("early", store.all_ids("early"))
-            metas = {k: m for k, m in metas.items() if not hidden(m)}  # no placeholder "unknown"
+            metas = {k: m for k, m in self.retriever.metadatas().items() if not hidden(m)}  # no placeholder "unknown"
             titles = sorted({str(m.get("title", "")) for m in metas.values() if m.get("title")})
             genres = sorted(
                 {g.strip() for m in metas.values() for g in str(m.get("genres", "")).split(",") if g.strip()}
@@ -205,10 +223,8 @@ class Agent:
         with the adapter's collaborative vector appended when it was trained with one."""
         missing = [i for i in items if i.id not in self._item_vectors]
         if missing:
-            store = getattr(self._retriever, "store", None)
-            found = {}
-            if store is not None and "text" in getattr(self._retriever, "blocks", []):
-                found = {rid: rec[0] for rid, rec in store.records("text", [i.id for i in missing]).items()}
+            stored = getattr(self._retriever, "block_vectors", None)  # None: no retriever built yet
+            found = stored("text", [i.id for i in missing]) if stored is not None else {}
             rest = [i for i in missing if i.id not in found]
             if rest:
                 from encoders.registry import load_text_encoder
@@ -473,27 +489,7 @@ class Agent:
         exclude = dialogue.excluded_ids(state)
         if like_id is None:
             return self.retriever.retrieve(filters=filters, exclude_ids=exclude, k=k, query=query)
-        return self._retrieve_like(query, like_id, filters, exclude, k)
-
-    def _retrieve_like(
-        self, query: QueryVectors, like_id: str, filters: Any, exclude: Sequence[str], k: int
-    ) -> list[Candidate]:
-        """ "More like the second": the liked item's stored vector (plus the query's) searches the early index."""
-        from retrieval.fusion import early_fuse, normalize
-        from retrieval.store import build_where
-
-        ret = self.retriever
-        rec = ret.store.records("early", [like_id]).get(like_id)
-        if rec is None:
-            return ret.retrieve(filters=filters, exclude_ids=exclude, k=k, query=query)
-        vec = normalize(rec[0])
-        if query.blocks:
-            vec = normalize(2.0 * vec + early_fuse(ret.layout, query.blocks, self.cfg.retrieval.weights))
-        hits = ret.store.query("early", vec, k + len(exclude) + 1, build_where(filters, exclude))
-        skip = {*exclude, like_id}
-        return [
-            Candidate(ret.item(rid), score, {"liked_item": score}) for rid, score in hits if rid not in skip
-        ][:k]
+        return self.retriever.retrieve_like(like_id, query, filters, exclude, k)  # "more like the second"
 
     def respond(self, state: DialogueState, turn: Turn) -> Iterator[Event]:
         """Answer one user turn; the state is updated as the turn succeeds."""

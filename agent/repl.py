@@ -37,7 +37,7 @@ def prepare_all(cfg: Config, out: TextIO = sys.stderr) -> None:
     from encoders.prepare import prepare_models
     from retrieval.ingest import ingest
     from retrieval.prepare import dataset_dir, prepare_dataset
-    from retrieval.store import Store
+    from retrieval.search import ingested
 
     print(f"preparing models ({cfg.models.profile}) ...", file=out)
     prepare_models(cfg, profile=cfg.models.profile)
@@ -45,7 +45,7 @@ def prepare_all(cfg: Config, out: TextIO = sys.stderr) -> None:
     if not (dataset_dir(cfg, name) / "items.jsonl").is_file():
         print(f"preparing dataset {name} ...", file=out)
         prepare_dataset(cfg, name, source=cfg.data.source)
-    if Store(cfg).count("early") == 0:
+    if not ingested(cfg):
         print(f"ingesting {name} into Chroma (resumable) ...", file=out)
         report = ingest(cfg, name, modalities=["text", "image"])
         print(report.summary(), file=out)

@@ -26,7 +26,8 @@ import torch
 
 from encoders.media import MediaError, require_tool
 from encoders.memo import FileMemo
-from encoders.text import TextEncoder, l2_normalise
+from encoders.text import TextEncoder
+from fusionrec.vectors import l2_normalise
 
 N_MELS_CLASSIC = 80
 N_MFCC = 20

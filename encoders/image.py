@@ -8,13 +8,13 @@ Two families behind one interface (`ImageEncoder`):
   ``softmax(logits) @ text_encoder(ImageNet class names)``, or, when a projector file is given
   (``models.poster_projector``), a learned map of the native features (`encoders.poster_projector`);
   labels are the top ImageNet classes.
-- `ClipImageEncoder`: an open_clip model; native features and the text space are both CLIP's image
-  embeddings, text goes through CLIP's text tower, labels are zero-shot over ImageNet class names.
+- `ClipImageEncoder`: an open_clip model (`encoders.clip`); native features and the text space are
+  both CLIP's image embeddings, text goes through CLIP's text tower, labels are zero-shot over
+  ImageNet class names.
 
-`load_image_encoder(source, device, text_encoder, projector)` reads "timm:<folder>", "open_clip:ARCH/TAG"
-(TAG may be empty: random weights) or "open_clip-local:<folder>" (an open_clip ``local-dir`` folder:
-``open_clip_config.json`` with a ``model_cfg`` key and ``open_clip_model.safetensors`` or
-``model.safetensors``; a bare model config is registered under the folder's name instead).
+`open_image_encoder(source, device, text_encoder, projector)` reads "timm:<folder>",
+"open_clip:ARCH/TAG" or "open_clip-local:<folder>" (see `encoders.clip`); the configured one comes
+from `encoders.registry.load_image_encoder(cfg)`.
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from encoders.clip import OPEN_CLIP_LOCAL_PREFIX, is_open_clip, load_open_clip
 from encoders.media import MediaError, open_image_checked
-from encoders.text import TextEncoder, l2_normalise
+from encoders.text import ClipTextEncoder, TextEncoder
+from fusionrec.vectors import l2_normalise
 
 TIMM_PREFIX = "timm:"
-OPEN_CLIP_PREFIX = "open_clip:"
-OPEN_CLIP_LOCAL_PREFIX = "open_clip-local:"
 CLIP_PROMPT = "a photo of a {}."
 
 
@@ -363,72 +363,12 @@ def _timm_transform(config: dict[str, Any], model: Any) -> tuple[Any, int]:
 
 
 # --- open_clip -----------------------------------------------------------------------------------
-_CLIP_CACHE: dict[tuple[str, str], tuple[Any, Any, Any, str]] = {}
-_CLIP_LOCK = threading.Lock()
-
-
-def load_open_clip(source: str, device: Any = "cpu") -> tuple[Any, Any, Any, str]:
-    """(model in eval mode, eval preprocess, tokenizer, model id) for an open_clip source; cached."""
-    key = (source, str(device))
-    with _CLIP_LOCK:
-        if key not in _CLIP_CACHE:
-            _CLIP_CACHE[key] = _load_open_clip(source, str(device))
-        return _CLIP_CACHE[key]
-
-
-def _load_open_clip(source: str, device: str) -> tuple[Any, Any, Any, str]:
-    import open_clip
-
-    if source.startswith(OPEN_CLIP_LOCAL_PREFIX):
-        folder = Path(source[len(OPEN_CLIP_LOCAL_PREFIX) :]).expanduser().resolve()
-        cfg_file = folder / "open_clip_config.json"
-        if not cfg_file.is_file():
-            raise FileNotFoundError(f"{cfg_file}: missing (an open_clip folder needs open_clip_config.json)")
-        cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
-        if "model_cfg" in cfg:
-            name = f"local-dir:{folder}"
-            model, _, preprocess = open_clip.create_model_and_transforms(name, device=device)
-            tokenizer = open_clip.get_tokenizer(name)
-        else:  # a bare model config: register it under the folder's name
-            weights = next(
-                (
-                    folder / n
-                    for n in ("model.safetensors", "open_clip_model.safetensors")
-                    if (folder / n).is_file()
-                ),
-                None,
-            )
-            if weights is None:
-                raise FileNotFoundError(f"{folder}: no model.safetensors next to open_clip_config.json")
-            with tempfile.TemporaryDirectory() as tmp:
-                (Path(tmp) / f"{folder.name}.json").write_text(json.dumps(cfg), encoding="utf-8")
-                open_clip.add_model_config(Path(tmp) / f"{folder.name}.json")
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                folder.name, pretrained=str(weights), device=device
-            )
-            tokenizer = open_clip.get_tokenizer(folder.name)
-        model_id = folder.name
-    elif source.startswith(OPEN_CLIP_PREFIX):
-        arch, _, tag = source[len(OPEN_CLIP_PREFIX) :].partition("/")
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            arch, pretrained=tag or None, device=device
-        )
-        tokenizer = open_clip.get_tokenizer(arch)
-        model_id = f"{arch}/{tag}" if tag else f"{arch}/random"
-    else:
-        raise ValueError(f"not an open_clip source: {source!r}")
-    model.eval()
-    return model, preprocess, tokenizer, model_id
-
-
 class ClipImageEncoder(ImageEncoder):
     """An open_clip model: images and texts in CLIP's joint space; zero-shot ImageNet labels."""
 
     def __init__(
         self, model: Any, preprocess: Any, tokenizer: Any, device: Any, model_id: str, batch_size: int = 32
     ) -> None:
-        from encoders.text import ClipTextEncoder
-
         self.model, self.transform, self.tokenizer = model, preprocess, tokenizer
         self.device, self.batch_size, self.model_id = str(device), batch_size, model_id
         self.text_tower = ClipTextEncoder(model, tokenizer, self.device, model_id)
@@ -462,7 +402,7 @@ class ClipImageEncoder(ImageEncoder):
         return self.text_tower.encode(list(texts))
 
 
-def load_image_encoder(
+def open_image_encoder(
     source: str, device: Any = "cpu", text_encoder: TextEncoder | None = None, projector: str | Path = ""
 ) -> ImageEncoder:
     """The image encoder a source string names (see the module docstring); `projector`: a poster
@@ -470,17 +410,17 @@ def load_image_encoder(
     device = str(device)
     if source.startswith(TIMM_PREFIX):
         return TimmImageEncoder(source[len(TIMM_PREFIX) :], device, text_encoder, projector=projector)
-    if projector and source.startswith((OPEN_CLIP_PREFIX, OPEN_CLIP_LOCAL_PREFIX)):
+    if projector and is_open_clip(source):
         raise ValueError(
             f"models.poster_projector={str(projector)!r}: only a timm image encoder takes a poster "
             f"projector ({source} has its own image-text space)"
         )
-    if source.startswith((OPEN_CLIP_PREFIX, OPEN_CLIP_LOCAL_PREFIX)):
+    if is_open_clip(source):
         model, preprocess, tokenizer, model_id = load_open_clip(source, device)
         return ClipImageEncoder(model, preprocess, tokenizer, device, model_id)
     folder = Path(source).expanduser()
     if (folder / "open_clip_config.json").is_file():
-        return load_image_encoder(OPEN_CLIP_LOCAL_PREFIX + str(folder), device, text_encoder, projector)
+        return open_image_encoder(OPEN_CLIP_LOCAL_PREFIX + str(folder), device, text_encoder, projector)
     if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
         return TimmImageEncoder(folder, device, text_encoder, projector=projector)
     raise ValueError(

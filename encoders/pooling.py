@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from encoders.text import l2_normalise
+from fusionrec.vectors import l2_normalise
 
-__all__ = ["AttentionPooling", "l2_normalise", "mean_pool", "pool"]
+__all__ = ["AttentionPooling", "mean_pool", "pool"]
 
 
 def mean_pool(vectors: np.ndarray, mask: np.ndarray | None = None, normalise: bool = True) -> np.ndarray:

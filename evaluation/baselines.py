@@ -97,59 +97,21 @@ def retrieval_scores(
     late_combine: str = "rrf",
     cross: Any = None,
 ) -> list[float]:
-    """Similarity of each candidate to the user's history, per block, fused by `fusion`.
-
-    The user's profile in a block is the unit mean of the history items' vectors there. early: one
-    weighted concatenation per side (retrieval.fusion.early_fuse), cosine; late: per-block cosine
-    rankings combined by RRF or the weighted score mean; cross: the cross-modal attention module
-    (queried by the text profile) weighting the per-block cosines.
-    """
-    from retrieval.fusion import block_weight, early_fuse, rrf, weighted_sum
+    """Similarity of each candidate to the user's history in the blocks of `modalities`, fused by
+    `fusion` (`retrieval.fusion.profile_scores`); the user's profile in a block is the unit mean of
+    the history items' vectors there."""
+    from retrieval.fusion import profile_scores
 
     blocks = [b for b in blocks_of(modalities) if b in table.blocks()]
     profile = {b: p for b in blocks if (p := table.profile(b, history)) is not None}
-    blocks = [b for b in blocks if b in profile]
-    if not blocks:
+    if not profile:
         return [0.0] * len(candidates)
-    sims: dict[str, dict[str, float]] = {c: {} for c in candidates}
-    for b in blocks:
-        for c in candidates:
-            v = table.get(b, c)
-            if v is not None:
-                sims[c][b] = float(v @ profile[b])
-    if fusion == "early":
-        layout = [(b, table.dims[b]) for b in blocks]
-        user = early_fuse(layout, profile, weights)
-        return [
-            float(early_fuse(layout, {b: table.get(b, c) for b in blocks}, weights) @ user)
-            for c in candidates
-        ]
-    if fusion == "late":
-        if late_combine == "weighted":
-            return [weighted_sum(sims[c], weights) for c in candidates]
-        lists = [order_by([c for c in candidates if b in sims[c]], [sims[c][b] for c in candidates if b in sims[c]])
-                 for b in blocks]  # fmt: skip
-        fused = rrf(lists, [block_weight(weights, b) for b in blocks])
-        return [fused.get(c, 0.0) for c in candidates]
-    if fusion == "cross":
-        return cross_scores(cross, table, profile, candidates, sims)
-    raise ValueError(f"unknown fusion {fusion!r} (known: early, late, cross)")
+    return profile_scores(fusion, profile, _rows(table, candidates), weights, late_combine, cross)
 
 
-def cross_scores(
-    module: Any,
-    table: VectorTable,
-    profile: Mapping[str, np.ndarray],
-    candidates: Sequence[str],
-    sims: Mapping[str, Mapping[str, float]],
-) -> list[float]:
-    """Scores of `retrieval.fusion.CrossModalFusion` for one user (blocks it was not given are masked)."""
-    import torch
-
-    weights = cross_weights(module, table, profile, candidates, sims)
-    blocks = module.blocks
-    s = torch.tensor([[sims[c].get(b, 0.0) for b in blocks] for c in candidates], dtype=torch.float32)
-    return (weights * s).sum(-1).tolist()
+def _rows(table: VectorTable, candidates: Sequence[str]) -> list[dict[str, np.ndarray | None]]:
+    """Each candidate's vector in every block of the table (None where it has none)."""
+    return [{b: table.get(b, c) for b in table.blocks()} for c in candidates]
 
 
 def cross_weights(
@@ -162,32 +124,21 @@ def cross_weights(
     """(n, M) attention weights over the module's blocks for each candidate (masked to `present`)."""
     import torch
 
-    blocks = module.blocks
-    query = profile.get("text")
-    if query is None or query.shape[0] != module.query_dim:
-        query = np.zeros(module.query_dim, dtype=np.float32)
-    items = {}
-    for b in blocks:
-        dim = module.dims[b]
-        rows = [table.get(b, c) for c in candidates]
-        items[b] = torch.tensor(
-            np.stack([r if r is not None and r.shape[0] == dim else np.zeros(dim, np.float32) for r in rows])[
-                None
-            ]
-        )
-    mask = torch.tensor([[[b in present[c] for b in blocks] for c in candidates]], dtype=torch.bool)
+    from retrieval.fusion import cross_inputs
+
+    blocks = [present[c] for c in candidates]
+    inputs = cross_inputs(module, profile.get("text"), _rows(table, candidates), blocks)
     with torch.inference_mode():
-        w = module.weights(torch.tensor(query, dtype=torch.float32)[None], items, mask)
-    return w[0]
+        return module.weights(inputs["query"], inputs["items"], inputs["mask"])[0]
 
 
 def load_cross(cfg: Any, table: VectorTable) -> tuple[Any, bool]:
-    """The trained cross-modal module when one fits the table's blocks, else an untrained one."""
-    from retrieval.fusion import load_cross_fusion
+    """The cross-modal module ``retrieval.cross_weights`` names when it fits the table's blocks, else
+    an untrained one (`retrieval.fusion.load_cross_fusion`)."""
+    from retrieval.fusion import load_cross_fusion, query_dim
 
     dims = {b: table.dims[b] for b in table.blocks()}
-    query_dim = table.dims.get("text") or table.dims.get("image_text") or 1
-    return load_cross_fusion(cfg, dims, query_dim)
+    return load_cross_fusion(cfg, dims, query_dim(table.dims))
 
 
 @dataclass

@@ -16,6 +16,7 @@ import numpy as np
 
 from fusionrec.config import Config
 from fusionrec.types import Item
+from fusionrec.vectors import l2_normalise
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +37,6 @@ def blocks_of(modalities: Iterable[str]) -> list[str]:
 
     wanted = {b for m in modalities for b in MODALITY_BLOCKS[m]}
     return [b for b in BLOCKS if b in wanted]
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float32).reshape(-1)
-    n = float(np.linalg.norm(v))
-    return v / n if n > 0 else v
 
 
 @dataclass
@@ -71,7 +66,7 @@ class VectorTable:
         """Unit mean of the block vectors of `ids` (the user's taste in that block), None if none."""
         vs = [self.vectors.get(block, {}).get(i) for i in ids]
         vs = [v for v in vs if v is not None]
-        return _unit(np.mean(vs, axis=0)) if vs else None
+        return l2_normalise(np.mean(vs, axis=0)) if vs else None
 
 
 def load_vectors(cfg: Config, items: Sequence[Item], progress: bool = False) -> VectorTable:
@@ -91,7 +86,7 @@ def load_vectors(cfg: Config, items: Sequence[Item], progress: bool = False) -> 
                 continue
             recs = store.records(block, ids)
             if recs:
-                table.vectors[block] = {rid: _unit(rec[0]) for rid, rec in recs.items()}
+                table.vectors[block] = {rid: l2_normalise(rec[0]) for rid, rec in recs.items()}
                 table.dims[block] = int(next(iter(table.vectors[block].values())).shape[0])
         where = cfg.retrieval.server_url or str(cfg.chroma_dir)
         table.source = f"chroma store {where} (collection prefix {cfg.retrieval.collection!r})"
@@ -107,7 +102,7 @@ def load_vectors(cfg: Config, items: Sequence[Item], progress: bool = False) -> 
         texts = [item_text(i) for i in missing]
         vecs = np.concatenate([enc.encode(texts[s : s + 256]) for s in range(0, len(texts), 256)])
         table.vectors.setdefault("text", {}).update(
-            {i.id: _unit(v) for i, v in zip(missing, vecs, strict=True)}
+            {i.id: l2_normalise(v) for i, v in zip(missing, vecs, strict=True)}
         )
         table.dims["text"] = int(vecs.shape[1])
         table.computed["text"] = len(missing)

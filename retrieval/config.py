@@ -44,6 +44,9 @@ class RetrievalConfig:
     # per spoken request on 2 cores (docs/results/requests.md)
     speech_correction: float = 0.0
     rrf_k: int = 0  # late rrf: item score = mean over its blocks of w / (rrf_k + rank), rank from 1 (tuned)
+    # fusion=cross: a trained cross_fusion.safetensors (typically <run>/last/cross_fusion.safetensors of a
+    # finetune run with tasks.fusion_weight > 0); "" = untrained equal weights per modality (logged)
+    cross_weights: str = ""
 
     def check(self) -> None:
         """Raise ValueError naming the key and its value when a setting is out of range."""

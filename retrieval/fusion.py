@@ -19,6 +19,13 @@ Scores are reported per modality: ``image`` and ``image_text`` both count as ``i
 blocks a query really reaches vote, and an item is scored over the blocks it has (``pooled_rrf``,
 ``standardized`` + ``weighted_sum``, ``shared_blocks_cosine``): a missing poster or sound track
 neither pulls it down nor up.
+
+Two callers pick a strategy here: live retrieval scores a candidate pool with `pool_scores` (the
+formulas above), the evaluation's retrieval-only baseline scores candidates against a user's
+history profile with `profile_scores` (the fused cosine of whole early-fused vectors, RRF summed
+over blocks, weighted means of raw cosines: the formulas its reported numbers were made with).
+Both use `cross_inputs` for the cross-modal module, whose trained weights load only from the file
+``retrieval.cross_weights`` names (`load_cross_fusion`).
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import torch
 from torch import nn
 
 from fusionrec.config import Config
+from fusionrec.vectors import l2_normalise
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +56,10 @@ MODALITY_OF = {
     "video": "video",
     "tfidf": "tfidf",
 }
+FUSIONS = ("early", "late", "cross")  # retrieval.fusion
+COMBINES = ("rrf", "weighted")  # retrieval.late_combine
 RRF_K = 60  # the usual reciprocal-rank-fusion constant
 UNTRAINED_WARNING = "cross-modal fusion is untrained: using equal weights per modality"
-CROSS_FILE = "cross_fusion.safetensors"
 
 
 def block_weight(weights: Mapping[str, float], block: str) -> float:
@@ -58,13 +67,6 @@ def block_weight(weights: Mapping[str, float], block: str) -> float:
     if block in weights:
         return float(weights[block])
     return float(weights.get(MODALITY_OF.get(block, block), 1.0))
-
-
-def normalize(vec: np.ndarray) -> np.ndarray:
-    """L2-normalised float32 copy (zeros stay zeros)."""
-    v = np.asarray(vec, dtype=np.float32).reshape(-1)
-    n = float(np.linalg.norm(v))
-    return v / n if n > 0 else v.copy()
 
 
 # --- early fusion --------------------------------------------------------------------------------
@@ -78,11 +80,11 @@ def early_fuse(
         if vec is None:
             chunks.append(np.zeros(dim, dtype=np.float32))
             continue
-        v = normalize(vec)
+        v = l2_normalise(vec)
         if v.shape[0] != dim:
             raise ValueError(f"block {block!r}: expected a {dim}-d vector, got {v.shape[0]}")
         chunks.append(block_weight(weights, block) * v)
-    return normalize(np.concatenate(chunks)) if chunks else np.zeros(0, dtype=np.float32)
+    return l2_normalise(np.concatenate(chunks)) if chunks else np.zeros(0, dtype=np.float32)
 
 
 def split_blocks(vec: np.ndarray, layout: Sequence[tuple[str, int]]) -> dict[str, np.ndarray]:
@@ -93,7 +95,7 @@ def split_blocks(vec: np.ndarray, layout: Sequence[tuple[str, int]]) -> dict[str
         part = v[start : start + dim]
         start += dim
         if np.any(part):
-            out[block] = normalize(part)
+            out[block] = l2_normalise(part)
     return out
 
 
@@ -175,6 +177,63 @@ def modality_scores(block_scores: Mapping[str, float]) -> dict[str, float]:
     return {m: float(sum(v) / len(v)) for m, v in sums.items()}
 
 
+# --- strategies ----------------------------------------------------------------------------------
+def pool_scores(
+    fusion: str,
+    block_scores: Mapping[str, Mapping[str, float]],
+    weights: Mapping[str, float],
+    combine: str = "rrf",
+    rrf_k: int = RRF_K,
+) -> dict[str, float]:
+    """Live retrieval's fused score of each pooled item from its block cosines (``early`` / ``late``).
+
+    early: `shared_blocks_cosine`; late: `pooled_rrf` (``combine="rrf"``) or the weighted mean of
+    `standardized` scores (``"weighted"``). ``cross`` needs the item vectors: `cross_scores`.
+    """
+    if fusion == "early":
+        return {rid: shared_blocks_cosine(s, weights) for rid, s in block_scores.items()}
+    if fusion != "late":
+        raise ValueError(f"pool_scores: fusion {fusion!r} is not early or late")
+    if combine == "rrf":  # ranks over the pool, each item over its blocks
+        return pooled_rrf(block_scores, weights, rrf_k)
+    return {rid: weighted_sum(z, weights) for rid, z in standardized(block_scores).items()}
+
+
+def profile_scores(
+    fusion: str,
+    profile: Mapping[str, np.ndarray],
+    items: Sequence[Mapping[str, np.ndarray | None]],
+    weights: Mapping[str, float],
+    combine: str = "rrf",
+    cross: Any = None,
+) -> list[float]:
+    """Each item's similarity to a user's profile (unit vector per block), fused by `fusion`.
+
+    Only the profile's blocks count; ``items[i][block]`` is the item's unit vector there or None.
+    early: cosine of the whole early-fused vectors (`early_fuse`, blocks in the profile's order);
+    late: per-block cosine rankings combined by `rrf` (summed, ties in the given order) or the
+    `weighted_sum` of the cosines; cross: `CrossModalFusion` ``cross`` queried by the text profile.
+    """
+    blocks = list(profile)
+    sims = [{b: float(v @ profile[b]) for b in blocks if (v := item.get(b)) is not None} for item in items]
+    if fusion == "early":
+        layout = [(b, int(np.asarray(profile[b]).shape[0])) for b in blocks]
+        user = early_fuse(layout, profile, weights)
+        return [float(early_fuse(layout, {b: item.get(b) for b in blocks}, weights) @ user) for item in items]
+    if fusion == "late":
+        if combine == "weighted":
+            return [weighted_sum(s, weights) for s in sims]
+        lists = []
+        for b in blocks:
+            have = [i for i, s in enumerate(sims) if b in s]
+            lists.append(sorted(have, key=lambda i, b=b: (-sims[i][b], i)))
+        fused = rrf(lists, [block_weight(weights, b) for b in blocks])
+        return [fused.get(i, 0.0) for i in range(len(items))]
+    if fusion == "cross":
+        return cross_scores(cross, profile.get("text"), items, sims)
+    raise ValueError(f"unknown fusion {fusion!r} (known: {', '.join(FUSIONS)})")
+
+
 # --- cross-modal fusion --------------------------------------------------------------------------
 class CrossModalFusion(nn.Module):
     """Attention over an item's block vectors, queried by the user's turn.
@@ -218,8 +277,52 @@ class CrossModalFusion(nn.Module):
         return (w * sims).sum(-1), w
 
 
-def cross_fusion_path(cfg: Config) -> Path:
-    return cfg.checkpoints_dir / CROSS_FILE
+def query_dim(dims: Mapping[str, int]) -> int:
+    """The width of the vector that queries the cross-modal module: the text block's, else the bridge's."""
+    return int(dims.get("text") or dims.get("image_text") or 1)
+
+
+def cross_inputs(
+    module: CrossModalFusion,
+    turn: np.ndarray | None,
+    items: Sequence[Mapping[str, np.ndarray | None]],
+    block_scores: Sequence[Mapping[str, float]],
+) -> dict[str, torch.Tensor]:
+    """The module's inputs for one query and n items (a batch of one): ``query`` (1, Dq), ``items``
+    {block: (1, n, D)}, ``sims`` (1, n, M) and ``mask`` (1, n, M), an item's block present where
+    ``block_scores`` has it. A missing vector (or one of another width) is zeros."""
+    blocks = module.blocks
+    if turn is None or np.asarray(turn).shape[0] != module.query_dim:
+        turn = np.zeros(module.query_dim, dtype=np.float32)
+    vectors = {}
+    for b in blocks:
+        dim = module.dims[b]
+        rows = [item.get(b) for item in items]
+        rows = [r if r is not None and r.shape[0] == dim else np.zeros(dim, np.float32) for r in rows]
+        vectors[b] = torch.tensor(np.stack(rows)[None])
+    sims = [[[s.get(b, 0.0) for b in blocks] for s in block_scores]]
+    mask = [[[b in s for b in blocks] for s in block_scores]]
+    return {
+        "query": torch.tensor(turn, dtype=torch.float32)[None],
+        "items": vectors,
+        "sims": torch.tensor(sims, dtype=torch.float32),
+        "mask": torch.tensor(mask, dtype=torch.bool),
+    }
+
+
+def cross_scores(
+    module: CrossModalFusion,
+    turn: np.ndarray | None,
+    items: Sequence[Mapping[str, np.ndarray | None]],
+    block_scores: Sequence[Mapping[str, float]],
+) -> list[float]:
+    """The module's fused score of each item (see `cross_inputs`)."""
+    if not items:
+        return []
+    inputs = cross_inputs(module, turn, items, block_scores)
+    with torch.inference_mode():
+        scores, _ = module(inputs["query"], inputs["items"], inputs["sims"], inputs["mask"])
+    return scores[0].tolist()
 
 
 def save_cross_fusion(module: Any, path: Path) -> Path:
@@ -235,12 +338,20 @@ def save_cross_fusion(module: Any, path: Path) -> Path:
 
 
 def load_cross_fusion(cfg: Config, dims: Mapping[str, int], query_dim: int) -> tuple[Any, bool]:
-    """(module, trained): the saved module when it fits these blocks, else an untrained one (logged)."""
-    from safetensors import safe_open
+    """(module, trained): the module ``retrieval.cross_weights`` names when it fits these blocks, else
+    an untrained one (logged). A named file that is missing or unreadable is a ValueError naming it."""
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
-    path = cross_fusion_path(cfg)
-    if path.is_file():
+    name = cfg.retrieval.cross_weights.strip()
+    if not name:
+        log.warning("%s (retrieval.cross_weights is empty)", UNTRAINED_WARNING)
+        return CrossModalFusion(dims, query_dim).eval(), False
+    path = Path(name).expanduser()
+    key = f"retrieval.cross_weights={name}"
+    if not path.is_file():
+        raise ValueError(f"{key}: no such file (a trained run writes <run>/last/cross_fusion.safetensors)")
+    try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
         saved_dims = json.loads(meta.get("dims", "{}"))
@@ -249,13 +360,16 @@ def load_cross_fusion(cfg: Config, dims: Mapping[str, int], query_dim: int) -> t
             module = CrossModalFusion(saved_dims, saved_query, int(meta.get("hidden", 64)))
             module.load_state_dict(load_file(str(path)))
             return module.eval(), True
-        log.warning(
-            "%s was trained for blocks %s (query %d-d), not %s (query %d-d); ignoring it",
-            path,
-            saved_dims,
-            saved_query,
-            dict(dims),
-            query_dim,
-        )
+    except (SafetensorError, OSError, ValueError, RuntimeError, KeyError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{key}: not a cross-modal fusion module ({reason})") from None
+    log.warning(
+        "%s: trained for blocks %s (query %d-d), not %s (query %d-d); ignoring it",
+        key,
+        saved_dims,
+        saved_query,
+        dict(dims),
+        query_dim,
+    )
     log.warning(UNTRAINED_WARNING)
     return CrossModalFusion(dims, query_dim).eval(), False

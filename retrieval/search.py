@@ -1,6 +1,7 @@
 """Candidate retrieval: a text and/or media query -> Chroma -> candidates with per-modality scores.
 
-`Retriever(cfg).retrieve(query_text, attachments, filters, exclude_ids, k)` is what the agent calls.
+`Retriever(cfg).retrieve(query_text, attachments, filters, exclude_ids, k)` is what the agent calls
+(and `retrieve_like` for "more like this one"); the Retriever is the only door to the store.
 The query becomes one vector per block (see `retrieval.fusion`): text goes to the blocks it really
 reaches (``retrieval.text_blocks``: text and TF-IDF, not the posters' label bridge); an image to the
 image and video blocks natively and to the image-in-text-space block through ``to_text_space`` (not
@@ -9,7 +10,8 @@ image-to-overview channel); audio through its transcript (as text) and its Whisp
 through its pooled frames (as an image) and its sound track (as audio).
 ``retrieval.fusion`` then picks the strategy: ``early`` (one fused vector, one collection), ``late``
 (one search per block, combined by RRF or a weighted score mean) or ``cross`` (late candidates,
-scored by the cross-modal attention module). Filters and excluded ids go into Chroma's ``where``.
+scored by the cross-modal attention module whose trained weights ``retrieval.cross_weights``
+names). Filters and excluded ids go into Chroma's ``where``.
 """
 
 from __future__ import annotations
@@ -26,30 +28,35 @@ import numpy as np
 
 from fusionrec.config import Config
 from fusionrec.types import Attachment, Candidate, Item
+from fusionrec.vectors import l2_normalise
 from retrieval.fusion import (
     BLOCKS,
+    COMBINES,
+    FUSIONS,
+    cross_inputs,
+    cross_scores,
     early_fuse,
     load_cross_fusion,
     modality_scores,
-    normalize,
-    pooled_rrf,
-    shared_blocks_cosine,
+    pool_scores,
+    query_dim,
     split_blocks,
-    standardized,
-    weighted_sum,
 )
 from retrieval.ingest import VIDEO_FPS
 from retrieval.store import Store, build_where, hidden
 
 log = logging.getLogger(__name__)
 
-FUSIONS = ("early", "late", "cross")
-COMBINES = ("rrf", "weighted")
 OVERFETCH = 2  # each block search fetches this many times k (late / cross)
 
 
 class RetrievalError(RuntimeError):
     """The store is empty, built with other models, or the config names an unknown strategy."""
+
+
+def ingested(cfg: Config) -> bool:
+    """Whether the configured dataset has items in the store (`fusionrec ingest` ran)."""
+    return Store(cfg).count("early") > 0
 
 
 def not_ingested(cfg: Config, store: Store) -> str:
@@ -172,7 +179,7 @@ class Retriever:
         def add(block: str, vec: Any) -> None:
             v = np.asarray(vec, dtype=np.float32).reshape(-1)
             if block in self.dims and v.shape[0] == self.dims[block] and np.any(v):
-                parts.setdefault(block, []).append(normalize(v))
+                parts.setdefault(block, []).append(l2_normalise(v))
 
         def add_text(text: str) -> None:
             """Typed or heard text, in the blocks it really reaches (``retrieval.text_blocks``)."""
@@ -226,7 +233,7 @@ class Retriever:
                 uploads.append(Upload("video", feats.image, transcript=said))
             else:
                 raise ValueError(f"unknown attachment kind {att.kind!r} for {path}")
-        blocks = {b: normalize(np.mean(vs, axis=0)) for b, vs in parts.items()}
+        blocks = {b: l2_normalise(np.mean(vs, axis=0)) for b, vs in parts.items()}
         turn = blocks.get("text")
         if turn is None and "image_text" in blocks and self._image_in_text_space():
             turn = blocks["image_text"]
@@ -278,6 +285,31 @@ class Retriever:
         scored.sort(key=lambda s: -s[1])
         return [Candidate(self.item(rid), score, mods) for rid, score, mods in scored[:k]]
 
+    def retrieve_like(
+        self,
+        item_id: str,
+        query: QueryVectors | None = None,
+        filters: dict[str, Any] | None = None,
+        exclude_ids: Iterable[str] = (),
+        k: int | None = None,
+    ) -> list[Candidate]:
+        """More like this one: the stored item's early-fused vector (weighted twice against the
+        turn's `query`, when it has vectors) searches the early index; a candidate's score, also its
+        ``liked_item`` modality score, is its cosine to that vector. An item not stored: `retrieve`."""
+        k = int(k or self.cfg.retrieval.k)
+        item_id, exclude = str(item_id), [str(i) for i in exclude_ids]
+        rec = self.store.records("early", [item_id]).get(item_id)
+        if rec is None:
+            return self.retrieve(filters=filters, exclude_ids=exclude, k=k, query=query)
+        vec = l2_normalise(rec[0])
+        if query is not None and query.blocks:
+            vec = l2_normalise(2.0 * vec + early_fuse(self.layout, query.blocks, self.cfg.retrieval.weights))
+        hits = self.store.query("early", vec, k + len(exclude) + 1, build_where(filters, exclude))
+        skip = {*exclude, item_id}
+        return [
+            Candidate(self.item(rid), score, {"liked_item": score}) for rid, score in hits if rid not in skip
+        ][:k]
+
     def _browse(self, where: dict | None, k: int, exclude: set[str]) -> list[Candidate]:
         """No query vector (e.g. filters only): items matching the filters, in catalog order."""
         col = self.store.get("early")
@@ -297,27 +329,27 @@ class Retriever:
             return []
         hits = self.store.query("early", qvec, k * OVERFETCH + 10, where)
         records = self.store.records("early", [rid for rid, _ in hits])
-        out = []
+        block_scores = {}
         for rid, _ in hits:
             emb, _, doc = records[rid]
             self._remember(rid, doc)
             parts = split_blocks(emb, self.layout)
-            block_scores = {b: float(parts[b] @ query.blocks[b]) for b in parts if b in query.blocks}
-            out.append((rid, shared_blocks_cosine(block_scores, weights), modality_scores(block_scores)))
-        return out
+            block_scores[rid] = {b: float(parts[b] @ query.blocks[b]) for b in parts if b in query.blocks}
+        fused = pool_scores("early", block_scores, weights)
+        return [(rid, fused[rid], modality_scores(s)) for rid, s in block_scores.items()]
 
     def _late(self, query: QueryVectors, where: dict | None, k: int) -> list[tuple[str, float, dict]]:
         channels = [b for b in query.blocks if b in self.dims]
         lists = {b: self.store.query(b, query.blocks[b], k * OVERFETCH + 10, where) for b in channels}
         ids = list(dict.fromkeys(rid for b in channels for rid, _ in lists[b]))
         block_scores, vectors = self._block_scores(query, ids, channels)
-        weights = self.cfg.retrieval.weights
+        rcfg = self.cfg.retrieval
         if self.fusion == "cross":
-            fused = self._cross_scores(query, ids, block_scores, vectors)
-        elif self.cfg.retrieval.late_combine == "rrf":  # ranks over the pool, each item over its blocks
-            fused = pooled_rrf(block_scores, weights, self.cfg.retrieval.rrf_k)
+            turn, rows = query.turn, [block_scores[rid] for rid in ids]
+            scores = cross_scores(self.cross_module(), turn, [vectors[rid] for rid in ids], rows)
+            fused = dict(zip(ids, scores, strict=True))
         else:
-            fused = {rid: weighted_sum(z, weights) for rid, z in standardized(block_scores).items()}
+            fused = pool_scores("late", block_scores, rcfg.weights, rcfg.late_combine, rcfg.rrf_k)
         return [(rid, float(fused.get(rid, 0.0)), modality_scores(block_scores[rid])) for rid in ids]
 
     def _block_scores(
@@ -331,60 +363,22 @@ class Retriever:
                 self._remember(rid, doc)
                 vectors[rid][b] = emb
                 if b in query.blocks:
-                    scores[rid][b] = float(normalize(emb) @ query.blocks[b])
+                    scores[rid][b] = float(l2_normalise(emb) @ query.blocks[b])
         return scores, vectors
 
     def cross_module(self) -> Any:
-        """The cross-modal attention module (trained weights when saved, else equal weights per modality)."""
+        """The cross-modal attention module: the trained one ``retrieval.cross_weights`` names when it
+        fits the store's blocks, else equal weights per modality (logged)."""
         if self._cross is None:
-            query_dim = self.dims.get("text") or self.dims.get("image_text") or 1
-            self._cross, self.cross_trained = load_cross_fusion(self.cfg, self.dims, query_dim)
+            self._cross, self.cross_trained = load_cross_fusion(self.cfg, self.dims, query_dim(self.dims))
         return self._cross
 
-    def cross_inputs(
-        self,
-        query: QueryVectors,
-        ids: Sequence[str],
-        block_scores: dict | None = None,
-        vectors: dict | None = None,
-    ) -> dict[str, Any]:
-        """Tensors for `CrossModalFusion` (batch of one query): what the finetune recipes train on."""
-        import torch
-
-        module = self.cross_module()
-        if block_scores is None or vectors is None:
-            block_scores, vectors = self._block_scores(query, ids, self.blocks)
-        blocks = module.blocks
-        turn = query.turn if query.turn is not None else np.zeros(module.query_dim, dtype=np.float32)
-        items = {
-            b: torch.tensor(
-                np.stack([vectors[rid].get(b, np.zeros(module.dims[b], np.float32)) for rid in ids])[None]
-            )
-            for b in blocks
-        }
-        sims = torch.tensor(
-            [[[block_scores[rid].get(b, 0.0) for b in blocks] for rid in ids]], dtype=torch.float32
-        )
-        mask = torch.tensor([[[b in block_scores[rid] for b in blocks] for rid in ids]], dtype=torch.bool)
-        return {
-            "query": torch.tensor(turn, dtype=torch.float32)[None],
-            "items": items,
-            "sims": sims,
-            "mask": mask,
-        }
-
-    def _cross_scores(
-        self, query: QueryVectors, ids: Sequence[str], block_scores: dict, vectors: dict
-    ) -> dict[str, float]:
-        import torch
-
-        if not ids:
-            return {}
-        module = self.cross_module()
-        inputs = self.cross_inputs(query, ids, block_scores, vectors)
-        with torch.inference_mode():
-            scores, _ = module(inputs["query"], inputs["items"], inputs["sims"], inputs["mask"])
-        return {rid: float(s) for rid, s in zip(ids, scores[0].tolist(), strict=True)}
+    def cross_inputs(self, query: QueryVectors, ids: Sequence[str]) -> dict[str, Any]:
+        """Tensors for `CrossModalFusion` (batch of one query, `retrieval.fusion.cross_inputs`) over
+        the stored items `ids`: what the finetune recipes train on."""
+        block_scores, vectors = self._block_scores(query, ids, self.blocks)
+        rows = [block_scores[rid] for rid in ids]
+        return cross_inputs(self.cross_module(), query.turn, [vectors[rid] for rid in ids], rows)
 
     # --- items -------------------------------------------------------------------------------
     def _remember(self, rid: str, doc: str | None) -> None:
@@ -412,6 +406,16 @@ class Retriever:
         for rid, (_, _, doc) in self.store.records("early", missing).items():
             self._remember(rid, doc)
         return [self.item(i) for i in ids]
+
+    def metadatas(self) -> dict[str, dict[str, Any]]:
+        """Every stored item's metadata (title, year, genres, ...), placeholder titles included."""
+        return self.store.metadatas("early", self.store.all_ids("early"))
+
+    def block_vectors(self, block: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of `ids` in one block (ids without one, or a block not stored: left out)."""
+        if block not in self.blocks:
+            return {}
+        return {rid: rec[0] for rid, rec in self.store.records(block, [str(i) for i in ids]).items()}
 
 
 # --- `fusionrec search` --------------------------------------------------------------------------
@@ -459,7 +463,7 @@ def search_command(cfg: Config, args: Any) -> int:
     try:
         retriever = Retriever(cfg, getattr(args, "dataset", "") or "")
         candidates = retriever.retrieve(args.query, attachments, filters or None, k=args.k)
-    except (RetrievalError, StoreError, ModelError, OSError) as exc:
+    except (RetrievalError, StoreError, ModelError, OSError, ValueError) as exc:  # ValueError: bad config
         return fail(str(exc))
     console = Console()
     mods = [

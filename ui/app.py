@@ -62,8 +62,7 @@ def poster_url(path: str) -> str | None:
 def catalog_info(agent: Any) -> tuple[list[str], tuple[int, int]]:
     """(the catalog's genres, (first year, last year)) for the filter panel."""
     genres = list(agent.catalog()[1])
-    store = agent.retriever.store
-    years = [int(m.get("year", -1)) for m in store.metadatas("early", store.all_ids("early")).values()]
+    years = [int(m.get("year", -1)) for m in agent.retriever.metadatas().values()]
     known = [y for y in years if y > 0]
     return genres, (min(known), max(known)) if known else (1900, 2030)
 

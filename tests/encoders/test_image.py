@@ -17,7 +17,7 @@ from encoders.convert.efficientnet import (
     map_state_dict,
     package_weights,
 )
-from encoders.image import ClipImageEncoder, TimmImageEncoder, imagenet_names, load_image_encoder
+from encoders.image import ClipImageEncoder, TimmImageEncoder, imagenet_names, open_image_encoder
 from encoders.media import MediaError
 
 
@@ -178,7 +178,7 @@ def test_open_clip_folder_with_bare_config_loads_the_same_model(tiny_cfg, tiny_c
     model_cfg = json.loads((src / "open_clip_config.json").read_text())["model_cfg"]
     (folder / "open_clip_config.json").write_text(json.dumps(model_cfg))
     shutil.copy(src / "open_clip_model.safetensors", folder / "model.safetensors")
-    enc = load_image_encoder(f"open_clip-local:{folder}", "cpu")
+    enc = open_image_encoder(f"open_clip-local:{folder}", "cpu")
     assert enc.model_id == "my-tiny-clip"
     poster = [shared_data / "movielens-100k-posters" / "posters" / "1.jpg"]
     np.testing.assert_allclose(enc.encode(poster), tiny_clip.encode(poster), atol=1e-5)
@@ -186,6 +186,6 @@ def test_open_clip_folder_with_bare_config_loads_the_same_model(tiny_cfg, tiny_c
 
 def test_unknown_image_source_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="expected timm:<folder>, open_clip:ARCH/TAG"):
-        load_image_encoder(str(tmp_path), "cpu")
+        open_image_encoder(str(tmp_path), "cpu")
     with pytest.raises(FileNotFoundError, match="config.json: missing"):
-        load_image_encoder(f"timm:{tmp_path}", "cpu")
+        open_image_encoder(f"timm:{tmp_path}", "cpu")

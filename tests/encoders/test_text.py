@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from encoders import registry
-from encoders.text import ClipTextEncoder, SentenceEncoder, TfidfEncoder, load_text_encoder
+from encoders.text import ClipTextEncoder, SentenceEncoder, TfidfEncoder, open_text_encoder
 
 PLOTS = [
     "A young farm boy joins a rebellion against a galactic empire with the help of a jedi knight.",
@@ -57,7 +57,7 @@ def test_tfidf_fit_save_load_roundtrip(tmp_path):
     assert path == tmp_path / "tfidf" / "tfidf.json"
     data = json.loads(path.read_text())  # plain JSON, no pickle
     assert data["format"] == "fusionrec-tfidf/1" and len(data["vocabulary"]) == enc.dim
-    again = load_text_encoder(f"tfidf:{path}")
+    again = open_text_encoder(f"tfidf:{path}")
     assert isinstance(again, TfidfEncoder)
     np.testing.assert_allclose(again.encode(PLOTS), vecs, atol=1e-6)
     q = again.encode(["serial killer detective"])
@@ -89,12 +89,12 @@ def test_tfidf_errors_name_the_file(tmp_path):
     with pytest.raises(ValueError, match=f"{bad}: not valid JSON"):
         TfidfEncoder.load(bad)
     with pytest.raises(FileNotFoundError, match="missing.json: TF-IDF model not found"):
-        load_text_encoder(f"tfidf:{tmp_path / 'missing.json'}")
+        open_text_encoder(f"tfidf:{tmp_path / 'missing.json'}")
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="text encoder folder not found"):
-        load_text_encoder(str(tmp_path / "nope"))
+        open_text_encoder(str(tmp_path / "nope"))
 
 
 def test_tiny_text_encoder_through_registry(tiny_cfg):
@@ -106,8 +106,20 @@ def test_tiny_text_encoder_through_registry(tiny_cfg):
 
 def test_clip_text_tower_from_tiny_clip(tiny_cfg):
     src = registry.source(tiny_cfg, "image_encoder")
-    enc = load_text_encoder(src, "cpu")
+    enc = open_text_encoder(src, "cpu")
     assert isinstance(enc, ClipTextEncoder) and enc.dim == 32
     v = enc.encode(["a photo of a cat", "a photo of a dog"])
     assert v.shape == (2, 32) and _unit_rows(v)
     assert not np.allclose(v[0], v[1])
+
+
+def test_the_text_module_does_not_import_the_image_module():
+    """No import circle: the open_clip pieces live in encoders.clip, the normaliser in fusionrec.vectors."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "import sys, encoders.text; print('encoders.image' in sys.modules, 'torch' in sys.modules)"
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    assert out.stdout.split() == ["False", "False"]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+import logging
+import os
 import random
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -44,18 +48,32 @@ def fusion_cfg(ft_cfg):
     return cfg
 
 
-def test_stage2_trains_the_cross_modal_fusion(fusion_cfg, tmp_path):
-    from retrieval.fusion import cross_fusion_path, load_cross_fusion
+def _files(root: Path) -> set[str]:
+    """Every file under `root` (the shared models and data links are not followed)."""
+    return {os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs}
+
+
+def test_stage2_trains_the_cross_modal_fusion(fusion_cfg, tmp_path, caplog):
+    from retrieval.fusion import UNTRAINED_WARNING
     from retrieval.search import Retriever
 
+    before = _files(HOME)
     result = train(fusion_cfg, load_recipe("tiny_smoke", OVERRIDES), str(tmp_path / "run"), progress=False)
     fusion_losses = [t["fusion"] for t in result.task_losses if "fusion" in t]
     assert fusion_losses, result.task_losses
-    assert (result.last_dir / "cross_fusion.safetensors").is_file()
-    assert cross_fusion_path(fusion_cfg).is_file()
-    retriever = Retriever(fusion_cfg)
-    module, trained = load_cross_fusion(fusion_cfg, retriever.dims, retriever.dims["text"])
-    assert trained
+    saved = result.last_dir / "cross_fusion.safetensors"
+    assert saved.is_file()
+    assert _files(HOME) - before == set()  # nothing written outside the run's own folder
+    # live search keeps equal weights until the config names the trained file
+    plain = Retriever(fusion_cfg)
+    with caplog.at_level(logging.WARNING):
+        plain.cross_module()
+    assert plain.cross_trained is False and UNTRAINED_WARNING in caplog.text
+    named = copy.deepcopy(fusion_cfg)
+    named.retrieval.cross_weights = str(saved)
+    retriever = Retriever(named)
+    module = retriever.cross_module()
+    assert retriever.cross_trained is True
     assert module.query_proj.weight.abs().sum() > 0  # moved away from the untrained (zero) query projection
 
 

@@ -16,10 +16,10 @@ import pytest
 from encoders import registry
 from fusionrec.config import Config
 from fusionrec.types import Item
+from fusionrec.vectors import l2_normalise
 from retrieval.catalog import item_to_dict
 from retrieval.fusion import (
     early_fuse,
-    normalize,
     pooled_rrf,
     shared_blocks_cosine,
     standardized,
@@ -40,9 +40,9 @@ FUSIONS = {
 
 def at_cosine(anchor: np.ndarray, cos: float, rng: np.random.Generator) -> np.ndarray:
     """A unit vector whose cosine with `anchor` is `cos`."""
-    a = normalize(anchor)
+    a = l2_normalise(anchor)
     u = rng.normal(size=a.shape)
-    u = normalize(u - (u @ a) * a)
+    u = l2_normalise(u - (u @ a) * a)
     return (cos * a + np.sqrt(1 - cos**2) * u).astype(np.float32)
 
 
@@ -81,7 +81,7 @@ def bridge_home(tiny_cfg: Config, tmp_path: Path) -> Path:
     vectors = {
         "a": {"text": at_cosine(q, 0.9, rng), "image_text": at_cosine(qi, -0.5, rng)},
         "n": {"text": at_cosine(q, 0.83, rng)},
-        "b": {"text": at_cosine(q, 0.8, rng), "image_text": normalize(qi)},
+        "b": {"text": at_cosine(q, 0.8, rng), "image_text": l2_normalise(qi)},
     }
     for i, cos in enumerate([0.5, 0.4, 0.3, 0.2, 0.1]):
         vectors["cdefg"[i]] = {"text": at_cosine(q, cos, rng), "image_text": at_cosine(qi, 0.6 + cos / 2, rng)}
@@ -127,7 +127,7 @@ def test_item_without_audio_is_not_pulled_by_the_audio_vote(tiny_cfg, tmp_path, 
                  'retrieval.weights={"text": 1.0, "audio": 1.0}']  # fmt: skip
     cfg = home_config(tiny_cfg.models_dir, home, "tiny", overrides)
     rng = np.random.default_rng(1)
-    q = {"text": normalize(rng.normal(size=8)), "audio": normalize(rng.normal(size=6))}
+    q = {"text": l2_normalise(rng.normal(size=8)), "audio": l2_normalise(rng.normal(size=6))}
     vectors = {"x": {"text": at_cosine(q["text"], 0.9, rng)}}
     vectors["y"] = {"text": at_cosine(q["text"], 0.86, rng), "audio": at_cosine(q["audio"], 0.95, rng)}
     for i, (t, a) in enumerate([(0.4, 0.99), (0.3, 0.97), (0.2, 0.93), (0.1, 0.91)]):

@@ -11,7 +11,6 @@ import torch
 from retrieval.fusion import (
     UNTRAINED_WARNING,
     CrossModalFusion,
-    cross_fusion_path,
     early_fuse,
     load_cross_fusion,
     modality_scores,
@@ -92,7 +91,8 @@ def test_untrained_cross_fusion_gives_equal_weights_and_says_so(tmp_path, caplog
 
 
 def test_trained_cross_fusion_roundtrips_through_safetensors(tmp_path, caplog):
-    cfg = make_config("offline", home=tmp_path)
+    path = tmp_path / "run" / "last" / "cross_fusion.safetensors"
+    cfg = make_config("offline", home=tmp_path, overrides=[f"retrieval.cross_weights={path}"])
     dims, query, items, sims, mask = _inputs()
     module = CrossModalFusion(dims, 4, hidden=8)
     opt = torch.optim.Adam(module.parameters(), lr=0.1)
@@ -102,14 +102,34 @@ def test_trained_cross_fusion_roundtrips_through_safetensors(tmp_path, caplog):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    save_cross_fusion(module, cross_fusion_path(cfg))
+    save_cross_fusion(module, path)
+    # the file is used only where the config names it
+    _, trained = load_cross_fusion(make_config("offline", home=tmp_path), dims, 4)
+    assert not trained
+    caplog.clear()
     with caplog.at_level(logging.WARNING):
         loaded, trained = load_cross_fusion(cfg, dims, 4)
     assert trained and UNTRAINED_WARNING not in caplog.text
     _, w = loaded(query, items, sims, mask)
     assert (w[0, :, 1] > 0.5).all()
     assert torch.allclose(loaded(query, items, sims, mask)[0], module(query, items, sims, mask)[0])
-    # another block layout cannot use these weights
+    # another block layout cannot use these weights: refused with a warning naming the key
+    caplog.clear()
     with caplog.at_level(logging.WARNING):
-        _, trained = load_cross_fusion(cfg, {"text": 4, "image": 5}, 4)
-    assert not trained
+        other, trained = load_cross_fusion(cfg, {"text": 4, "image": 5}, 4)
+    assert not trained and other.dims == {"text": 4, "image": 5}
+    assert f"retrieval.cross_weights={path}: trained for blocks" in caplog.text
+    assert UNTRAINED_WARNING in caplog.text
+
+
+def test_a_bad_cross_weights_file_is_a_one_line_error(tmp_path):
+    missing = tmp_path / "nowhere.safetensors"
+    cfg = make_config("offline", home=tmp_path, overrides=[f"retrieval.cross_weights={missing}"])
+    with pytest.raises(ValueError, match=f"^retrieval.cross_weights={missing}: no such file") as err:
+        load_cross_fusion(cfg, {"text": 4}, 4)
+    assert "\n" not in str(err.value)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not safetensors")
+    cfg.retrieval.cross_weights = str(junk)
+    with pytest.raises(ValueError, match=f"^retrieval.cross_weights={junk}: not a cross-modal fusion module"):
+        load_cross_fusion(cfg, {"text": 4}, 4)
