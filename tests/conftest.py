@@ -2,6 +2,9 @@
 
 Prepared models live in <repo>/.fusionrec-test (git-ignored) and are reused by later runs,
 so the expensive conversions (GGUF dequantisation, Whisper conversion) happen once per clone.
+
+Without the shared data (../shared/data or $FUSIONREC_SHARED_DATA) the tests that need it skip, and
+the run says so in its header and in a banner with the count; with CI=true the run then fails.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +23,8 @@ from fusionrec.config import REPO_ROOT, Config, load_config
 env.configure(offline=True)
 
 TEST_HOME = Path(os.environ.get("FUSIONREC_TEST_HOME", REPO_ROOT / ".fusionrec-test"))
+NO_DATA = "real data not found"  # the start of the skip reason the session summary counts
+_skipped_for_data: list[str] = []  # node ids skipped because the shared data is missing
 
 
 def make_config(profile: str, home: Path | None = None, overrides: list[str] | None = None) -> Config:
@@ -74,8 +80,48 @@ def shared_data() -> Path:
     """The raw datasets folder (../shared/data); tests that need real data skip without it."""
     path = Config().shared_data_dir
     if path is None:
-        pytest.skip("real data not found: set FUSIONREC_SHARED_DATA or place it in ../shared/data")
+        pytest.skip(f"{NO_DATA}: set FUSIONREC_SHARED_DATA or place it in ../shared/data")
     return path
+
+
+# --- the missing shared data is reported, never a silent skip ----------------------------------
+def _sought() -> str:
+    """Where the shared data was looked for."""
+    named = os.environ.get("FUSIONREC_SHARED_DATA", "")
+    return named or f"{REPO_ROOT.parent / 'shared' / 'data'} (../shared/data)"
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    found = Config().shared_data_dir
+    return f"shared data: {found}" if found else f"shared data: MISSING at {_sought()}"
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and NO_DATA in str(report.longrepr):
+        _skipped_for_data.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """CI=true: tests skipped for want of the shared data fail the run."""
+    if _skipped_for_data and _in_ci() and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if Config().shared_data_dir is not None:
+        return
+    n = len(_skipped_for_data)
+    banner = (
+        f"SHARED DATA MISSING at {_sought()}: {n} test{'s' * (n != 1)} skipped for it "
+        f"(set FUSIONREC_SHARED_DATA or place the data in ../shared/data)"
+    )
+    if n and _in_ci():
+        banner += "; CI=true: the run fails"
+    terminalreporter.write_sep("!", banner, red=True, bold=True)
 
 
 @pytest.fixture(scope="session")

@@ -88,7 +88,9 @@ def test_generative_counts_invalid_and_still_returns_a_permutation(tiny_llm, pro
     assert ranking.invalid == invalid
     assert _ids(ranking.candidates)[: len(order)] == [cands[i].item.id for i in order]
     # the random tiny model writes no valid ranking: its answer is counted as invalid, never silently used
-    assert ranking.raw_output == "" or invalid or order
+    assert ranking.raw_output and invalid and len(order) < len(cands), (ranking.raw_output, order, invalid)
+    mentioned = {cands[i].item.id for i in order}  # the rest follow in retrieval order
+    assert _ids(ranking.candidates)[len(order) :] == [i for i in _ids(cands) if i not in mentioned]
 
 
 def test_calibrated_verbalizer_subtracts_the_label_prior(tiny_llm, proj, ml100k):

@@ -164,6 +164,8 @@ def test_explanations_pass_the_fact_check_sample_of_20(real_agent, items, tmp_pa
         f"\nexplanations: raw model text passed the fact check {raw_pass}/20; the rest fell back to the facts"
     )
     (tmp_path / "explanations.json").write_text(json.dumps(report, indent=2))
-    assert all(r.fallback or r.explanation.problems == [] for r in results)
+    # SmolLM2-135M-Instruct's own text passes for 20 of 20 here (greedy, 24 new tokens); the margin
+    # is for numeric drift on another CPU
+    assert raw_pass >= 18, report["problems"]
     assert all(r.explanation.grounded for r in results)  # every shown explanation passes the check
     assert np.mean([len(r.explanation.text.split()) for r in results]) > 6

@@ -31,7 +31,6 @@ def test_known_values():
 
 
 def test_finetune_prior_and_evaluation_agree():
-    pytest.importorskip("torch")
     from finetune.tasks import hr_ndcg
 
     ranks = [0, 1, 2, 4, 9, 10, 19]  # 0-based

@@ -193,8 +193,6 @@ def test_tiny_text_folder_is_a_sentence_transformer_with_minilm_tokenizer(tiny_c
 
 
 def test_text_and_image_encoders_through_the_registry(tiny_cfg):
-    pytest.importorskip("encoders.text")
-    pytest.importorskip("encoders.image")
     text = registry.load_text_encoder(tiny_cfg)
     assert registry.load_text_encoder(tiny_cfg) is text
     assert text.encode(["hello"]).shape == (1, text.dim)
@@ -203,8 +201,6 @@ def test_text_and_image_encoders_through_the_registry(tiny_cfg):
 
 
 def test_audio_and_video_encoders_are_built_from_the_shared_models(tiny_cfg):
-    pytest.importorskip("encoders.audio")
-    pytest.importorskip("encoders.video")
     audio = registry.load_audio_encoder(tiny_cfg)
     assert audio.model is registry.load_whisper(tiny_cfg)
     assert registry.load_audio_encoder(tiny_cfg) is audio

@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from evaluation import llm
 from finetune.data import candidate_sets, dialogue_examples, explanation_target, train_examples
 from finetune.prompts import seq_rank_prompt
 from fusionrec.types import Interaction
@@ -147,7 +148,6 @@ def test_explanation_targets_pass_the_agents_fact_check(ml100k):
 
 def test_evaluation_builds_the_training_prompt_format(ml100k):
     """evaluation/llm.py mirrors finetune/prompts.py (it may not import finetune): same request, same history."""
-    llm = pytest.importorskip("evaluation.llm")
     import numpy as np
 
     from finetune.prompts import SEQ_REQUEST, history_attachments

@@ -98,4 +98,6 @@ def test_recipe_trains_and_its_loss_goes_down(ft_cfg, tmp_path, name):
     assert result.throughput["examples_per_s"] > 0 and result.peak_rss_mb > 0
     if name == "stage2_lora":
         assert result.data["dialogue_examples"] > 0
-        assert any("dialogue" in t for t in result.task_losses) or recipe.tasks.weights["dialogue"] < 0.5
+        # the seeded task draws (seed 0) pick dialogue micro-batches at steps 5 and 7: they train
+        dialogue = [t["dialogue"] for t in result.task_losses if "dialogue" in t]
+        assert dialogue and all(0 < x < float("inf") for x in dialogue), result.task_losses

@@ -13,10 +13,7 @@ import urllib.request
 import pytest
 
 from tests.conftest import make_config
-
-pytest.importorskip("gradio")
-
-from ui.app import build_app, catalog_info, free_port, launch, parse_auth, poster_url, serve  # noqa: E402
+from ui.app import build_app, catalog_info, free_port, launch, parse_auth, poster_url, serve
 
 
 def test_parse_auth():
@@ -29,8 +26,10 @@ def test_parse_auth():
 
 def test_free_port_is_bindable():
     port = free_port("127.0.0.1")
+    assert 1024 <= port <= 65535  # a real ephemeral port, not 0 ("any port")
     with socket.socket() as s:
-        s.bind(("127.0.0.1", port))
+        s.bind(("127.0.0.1", port))  # raises OSError when the port is taken
+        assert s.getsockname() == ("127.0.0.1", port)
 
 
 def test_poster_url_serves_only_registered_files(posters, tmp_path):

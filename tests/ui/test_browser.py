@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright import sync_api as playwright_api
 
 from fusionrec.config import REPO_ROOT
 from tests.ui.conftest import FAST, OFFLINE_HOME
@@ -43,7 +44,6 @@ TURN_TIMEOUT = 180_000  # ms: one turn (retrieve + rank + explanations) on a bus
 REQUEST = "an epic space adventure with rebels and an evil empire"
 POSTER_ID = "50"  # Star Wars, among the first 100 items
 
-playwright_api = pytest.importorskip("playwright.sync_api")
 if not Path(CHROMIUM).is_file():
     pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)", allow_module_level=True)
 
