@@ -1,51 +1,88 @@
 """What a finetune checkpoint was trained with, read from its recipe (``config.yaml`` in its folder).
 
-The agent ranks with the prompt an adapter was trained on, and the evaluation reports it; both read
-it here.
+The file is read by the one settings loader (`fusionrec.settings`). The agent reads only the part
+it uses (`AdapterRecipe`: the base model, the ranking prompt, the task weights); finetune reads the
+whole recipe strictly (`finetune.recipe.load_saved_recipe`). The agent ranks with the prompt an
+adapter was trained on (`adapter_settings`), and the evaluation reports it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fusionrec import settings
+
 RECIPE_FILE = "config.yaml"
-PROMPT_KEYS = ("template", "overview_chars", "max_prompt_tokens", "history_len", "scoring")
+# recipe `data` keys that shape the ranking prompt; the first four are agent settings of the same name
+AGENT_KEYS = ("template", "overview_chars", "max_prompt_tokens", "scoring")
+PROMPT_KEYS = (*AGENT_KEYS, "history_len")
 
 
-def _recipe(folder: Path) -> dict[str, Any]:
-    """The recipe in `folder` as a mapping ({} without config.yaml); ValueError naming a bad file."""
-    import yaml
+@dataclass
+class TrainedOn:
+    """What the trainer records beside the recipe (``trained_on:``)."""
 
+    base_model: str = ""
+    profile: str = ""
+    dtype: str = ""
+    placeholder_token_id: int = -1
+    template: str = ""
+
+
+@dataclass
+class TrainedPrompt:
+    """The recipe's prompt keys (None = the recipe does not set it)."""
+
+    template: str | None = None
+    overview_chars: int | None = None
+    max_prompt_tokens: int | None = None
+    history_len: int | None = None
+    scoring: str | None = None
+
+
+@dataclass
+class TrainedTasks:
+    weights: dict[str, float] | None = None
+
+
+@dataclass
+class AdapterRecipe:
+    """The part of a checkpoint's recipe the agent and the evaluation read."""
+
+    trained_on: TrainedOn = field(default_factory=TrainedOn)
+    data: TrainedPrompt = field(default_factory=TrainedPrompt)
+    tasks: TrainedTasks = field(default_factory=TrainedTasks)
+
+
+def read_adapter_recipe(folder: Path) -> AdapterRecipe:
+    """The recipe in `folder` (defaults without config.yaml); ValueError naming the file and the key."""
     path = Path(folder) / RECIPE_FILE
-    if not path.is_file():
-        return {}
-    try:
-        recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({exc})") from None
-    recipe = {} if recipe is None else recipe
-    if not isinstance(recipe, dict):
-        raise ValueError(f"{path}: expected a YAML mapping (a finetune recipe)")
-    return recipe
+    return settings.load(AdapterRecipe, path if path.is_file() else None, partial=True)
 
 
 def base_model(folder: Path) -> str:
     """The base model the checkpoint in `folder` was trained on ("" when its recipe does not say)."""
-    return str((_recipe(folder).get("trained_on") or {}).get("base_model", ""))
+    return read_adapter_recipe(folder).trained_on.base_model
 
 
 def trained_to_explain(folder: Path) -> bool:
     """Whether the checkpoint's LoRA learned explanations (its recipe's explanation weight > 0; True when
     the recipe does not say): a ranking-only adapter explains with the base model's weights."""
-    weights = (_recipe(folder).get("tasks") or {}).get("weights")
-    return not isinstance(weights, dict) or float(weights.get("explanation", 1.0)) > 0
+    weights = read_adapter_recipe(folder).tasks.weights
+    return weights is None or weights.get("explanation", 1.0) > 0
 
 
 def training_prompt(folder: Path) -> dict[str, Any]:
-    """The prompt settings of the recipe in `folder` (its `data` keys among PROMPT_KEYS; {} when the
-    folder has no config.yaml). ValueError naming the file when it is not a YAML mapping."""
-    data = _recipe(folder).get("data") or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{Path(folder) / RECIPE_FILE}: `data` must be a mapping")
-    return {k: data[k] for k in PROMPT_KEYS if k in data}
+    """The prompt settings of the recipe in `folder` (its `data` keys among PROMPT_KEYS that it sets;
+    {} when the folder has no config.yaml). ValueError naming the file and the key when one is bad."""
+    data = dataclasses.asdict(read_adapter_recipe(folder).data)
+    return {k: data[k] for k in PROMPT_KEYS if data[k] is not None}
+
+
+def adapter_settings(folder: Path) -> dict[str, Any]:
+    """The agent settings (`agent.<key>`) the adapter in `folder` ranks with: its recipe's prompt."""
+    trained = training_prompt(folder)
+    return {k: trained[k] for k in AGENT_KEYS if k in trained}

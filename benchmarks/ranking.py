@@ -17,7 +17,7 @@ Usage: python benchmarks/ranking.py [--config F] [--sets 5] [--out benchmarks/re
 from __future__ import annotations
 
 import argparse
-import copy
+import dataclasses
 import json
 import os
 import platform
@@ -138,8 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     from encoders.registry import source
 
     load_before = os.getloadavg()
-    listwise_cfg = copy.deepcopy(cfg)  # copied first: loading an adapter sets its training prompt
-    listwise_cfg.agent.adapter = ""  # generation needs the listwise prompt: the zero-shot LLM reads it
+    # generation needs the listwise prompt: the zero-shot LLM reads it (the product's adapter sets its
+    # own prompt on its Agent's copy of the settings, never on `cfg`)
+    listwise_cfg = dataclasses.replace(cfg, agent=dataclasses.replace(cfg.agent, adapter=""))
     product = Agent(cfg)
     zero_shot = Agent(listwise_cfg, retriever=product.retriever, llm=(product.explainer, product.tokenizer))
     sets = [(r, product.retriever.retrieve(r, k=20)) for r in REQUESTS[: args.sets]]

@@ -260,7 +260,7 @@ def llm_item_token_ablation(run: Any) -> dict[str, Any]:
     cross, trained = load_cross(cfg, table)
     abl = ItemTokenAblation(agent, table, cfg.retrieval.weights, cross)
     ranker = LLMRanker(agent, "verbalizer", run.settings(prefix), "ablation")
-    n_hist = ranker.settings.history
+    n_hist = ranker.settings.history_len
     singles = [m for m in MODALITIES if NATIVE_BLOCK[m] in table.blocks()]
     shown, drops = _llm_sets(singles)
     multi = [s for s in dict.fromkeys([*shown, *drops]) if len(s) > 1]

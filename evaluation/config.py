@@ -16,14 +16,14 @@ class EvalConfig:
     systems: str = ""  # comma list (see `fusionrec eval --help`); "" = every available system
     split: str = "test"  # ml100k-loo target: test (last interaction) | valid (the one before)
     num_negatives: int = 19  # sampled negatives per user (20 candidates with the target)
-    history_len: int = 20  # most recent history items kept per example
-    prompt_history: int = 10  # watched items attached to the LLM's prompt (LoRA: its recipe's history_len)
+    example_history: int = 20  # most recent history items kept per example (what the baselines see)
+    history_len: int = 10  # watched items shown in the LLM's ranking prompt (LoRA: its recipe's data.history_len)
     llm_limit: int = 0  # LLM systems see at most this many of the examples (seeded subset; 0 = all)
     templates: list[str] = field(default_factory=list)  # prompt variants ([] = every agent/prompts/*.txt)
     ablations: bool = True  # modality x fusion ablations and the modality-contribution report
     llm_ablation_limit: int = 0  # examples for the LLM item-token ablation (0 = off; it costs LLM passes)
     explain_sample: int = 20  # LLM explanations generated and fact-checked per LLM system (0 = off)
-    bpr_dim: int = 32  # BPR-MF factors
+    collab_dim: int = 32  # BPR-MF factors (the recipe's data.collab_dim names the same idea)
     bpr_epochs: int = 40  # BPR-MF passes over the training interactions
     bpr_lr: float = 0.05  # BPR-MF learning rate (SGD)
     bpr_reg: float = 0.002  # BPR-MF L2 regularisation

@@ -61,20 +61,16 @@ class PromptSettings:
 
     template: str
     overview_chars: int
-    max_tokens: int
-    history: int = 20
+    max_prompt_tokens: int
+    history_len: int = 20
     scoring: str = "listwise"
-
-
-# `agent.checkpoint.training_prompt` keys -> PromptSettings fields (the others keep their name)
-_SETTING_NAMES = {"max_prompt_tokens": "max_tokens", "history_len": "history"}
 
 
 def checkpoint_settings(folder: Path | None) -> dict[str, Any]:
     """The PromptSettings a finetune checkpoint was trained with (`agent.checkpoint.training_prompt`)."""
     if folder is None:
         return {}
-    return {_SETTING_NAMES.get(k, k): v for k, v in training_prompt(folder).items()}
+    return training_prompt(folder)
 
 
 def find_adapter(cfg: Config) -> Path | None:
@@ -136,7 +132,7 @@ class LLMRanker:
             constraints="none",
             item_vectors=vectors or {},
             attachments=attachments,
-            max_tokens=self.settings.max_tokens,
+            max_tokens=self.settings.max_prompt_tokens,
             overview_chars=self.settings.overview_chars,
             placeholder=self.agent.placeholder,
             scoring=self.settings.scoring,
@@ -153,7 +149,7 @@ class LLMRanker:
         cands = [Candidate(items[c], 0.0) for c in candidates]
         if vectors is True:
             vectors = self.agent.item_vectors([items[i] for i in dict.fromkeys([*history, *candidates])])
-        atts = history_attachments(items, history, vectors, self.settings.history)
+        atts = history_attachments(items, history, vectors, self.settings.history_len)
         return self.prompt(SEQ_REQUEST, cands, attachments=atts, vectors=vectors)
 
     def rank_prompt(self, prompt: Any, t0: float | None = None) -> LLMResult:

@@ -134,8 +134,8 @@ class LOORun:
         base = {
             "template": a.template,
             "overview_chars": a.overview_chars,
-            "max_tokens": a.max_prompt_tokens,
-            "history": self.ecfg.prompt_history,
+            "max_prompt_tokens": a.max_prompt_tokens,
+            "history_len": self.ecfg.history_len,
         }
         if prefix == "lora":
             base.update(checkpoint_settings(self.adapter))
@@ -179,7 +179,7 @@ class LOORun:
             return PopularityRanker.from_interactions(self.train)
         if name == "bpr":
             model = train_bpr(
-                self.train, list(self.items), ecfg.bpr_dim, ecfg.bpr_epochs, ecfg.bpr_lr, ecfg.bpr_reg,
+                self.train, list(self.items), ecfg.collab_dim, ecfg.bpr_epochs, ecfg.bpr_lr, ecfg.bpr_reg,
                 ecfg.seed, progress=ecfg.progress,
             )  # fmt: skip
             self.info["bpr"] = {
@@ -187,7 +187,7 @@ class LOORun:
                 "epochs": len(model.history),
                 "final_loss": model.history[-1]["loss"] if model.history else None,
                 "train_interactions": len(self.train),
-                "dim": ecfg.bpr_dim,
+                "dim": ecfg.collab_dim,
             }
             return BPRRanker(model)
         if name == "sasrec":

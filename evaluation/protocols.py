@@ -96,7 +96,7 @@ def load_loo(
         if meta.is_file():
             info["meta"] = json.loads(meta.read_text(encoding="utf-8"))
         return examples, info
-    examples = build_loo(interactions, items_ids, split, ecfg.seed, ecfg.num_negatives, ecfg.history_len)
+    examples = build_loo(interactions, items_ids, split, ecfg.seed, ecfg.num_negatives, ecfg.example_history)
     digest = hashlib.sha256(json.dumps([e.to_dict() for e in examples]).encode()).hexdigest()
     return examples, {
         "source": "built by evaluation.protocols (finetune file not found)",
@@ -104,7 +104,7 @@ def load_loo(
         "sha256": digest,
         "seed": ecfg.seed,
         "num_negatives": ecfg.num_negatives,
-        "history_len": ecfg.history_len,
+        "history_len": ecfg.example_history,
     }
 
 

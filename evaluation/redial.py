@@ -174,7 +174,7 @@ def run_redial(cfg: Config, folder: Path, wanted: str) -> dict[str, Any]:
         if name == "bpr":
             from retrieval.collaborative import train_bpr
 
-            model = train_bpr(dialogue_interactions(train), catalog, ecfg.bpr_dim, ecfg.bpr_epochs,
+            model = train_bpr(dialogue_interactions(train), catalog, ecfg.collab_dim, ecfg.bpr_epochs,
                               ecfg.bpr_lr, ecfg.bpr_reg, ecfg.seed, progress=ecfg.progress)  # fmt: skip
             rows = np.array([model.items[c] for c in catalog])
             factors, bias = model.item_factors[rows], model.item_bias[rows]
@@ -193,7 +193,7 @@ def run_redial(cfg: Config, folder: Path, wanted: str) -> dict[str, Any]:
             return ids
         a = cfg.agent
         settings = PromptSettings(template=a.template, overview_chars=a.overview_chars,
-                                  max_tokens=a.max_prompt_tokens)  # fmt: skip
+                                  max_prompt_tokens=a.max_prompt_tokens)  # fmt: skip
         ranker = LLMRanker(make_agent(cfg, None, retriever()), "verbalizer", settings, name)
 
         def llm(ex: protocols.DialogueExample, new: bool) -> list[str]:

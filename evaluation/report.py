@@ -130,7 +130,7 @@ def _prompt_lines(systems: Mapping[str, Any]) -> list[str]:
         if p:
             out.append(
                 f"- `{name}`: template `{p['template']}`, overviews {p['overview_chars']} chars, "
-                f"{p['history']} history items attached, prompt budget {p['max_tokens']} tokens"
+                f"{p['history_len']} history items attached, prompt budget {p['max_prompt_tokens']} tokens"
                 + (
                     f", adapter `{s['adapter']}`"
                     if s.get("adapter")

@@ -161,13 +161,6 @@ def read_state(folder: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{folder / STATE_FILE}: not valid JSON ({exc})") from None
 
 
-def read_config(folder: str | Path) -> dict[str, Any]:
-    import yaml
-
-    folder = require(folder, CONFIG_FILE)
-    return yaml.safe_load((folder / CONFIG_FILE).read_text(encoding="utf-8")) or {}
-
-
 def load_adapter_weights(llm: Any, folder: Path) -> None:
     """Load a saved LoRA adapter into an already peft-wrapped model (same config)."""
     from peft import set_peft_model_state_dict

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from finetune.recipe import OVERRIDE_SECTIONS
 from fusionrec.config import Config
 
 
@@ -16,14 +17,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     f.add_argument("--checkpoint", default="", help="merge/ship: the checkpoint folder")
     f.add_argument("--output", default="", help="output folder")
-    f.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY:VALUE",
-        help="override a recipe key, e.g. --set train.max_steps:20 (repeatable)",
+    f.epilog = (
+        "Recipe keys are overridden like config keys, with section.key=value words: train.max_steps=20 "
+        f"(sections {', '.join(OVERRIDE_SECTIONS)}; `data.` means the recipe's data section here)."
     )
-    f.set_defaults(func=_finetune)
+    f.set_defaults(func=_finetune, override_sections=OVERRIDE_SECTIONS)
 
 
 def _finetune(cfg: Config, args: argparse.Namespace) -> int:

@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from finetune.recipe import RecipeError, _build, read_recipe
+from finetune.recipe import RecipeError, load_recipe_as, read_recipe
+from fusionrec import settings
 from fusionrec.config import Config
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class ProjectorRecipe:
     data: PairsSection = field(default_factory=PairsSection)
     search: SearchSection = field(default_factory=SearchSection)
     train: ContrastiveSection = field(default_factory=ContrastiveSection)
-    path: str = ""  # where it was read from (not a YAML key)
+    path: str = settings.not_a_file_key()  # where it was read from (not a YAML key)
 
 
 def is_projector_recipe(name: str) -> bool:
@@ -79,14 +80,9 @@ def is_projector_recipe(name: str) -> bool:
     return read_recipe(name)[1].get("kind") == KIND
 
 
-def load_projector_recipe(name: str, overrides: dict[str, Any] | None = None) -> ProjectorRecipe:
-    """Read and check a poster-projector recipe, then apply ``{"train.epochs": 3, ...}`` overrides."""
-    path, data = read_recipe(name, overrides)
-    try:
-        recipe = _build(ProjectorRecipe, data, "")
-    except RecipeError as exc:
-        raise RecipeError(f"{path}: {exc}") from None
-    recipe.path = str(path)
+def load_projector_recipe(name: str, overrides: settings.Overrides | None = None) -> ProjectorRecipe:
+    """Read a poster-projector recipe, apply ``train.epochs=3``-style overrides, check it."""
+    recipe = load_recipe_as(ProjectorRecipe, name, overrides)
     _check(recipe)
     return recipe
 
@@ -160,7 +156,7 @@ def poster_pairs(cfg: Config, recipe: ProjectorRecipe) -> Pairs:
     projector) and their text targets."""
     from encoders import registry
     from encoders.image import TimmImageEncoder
-    from encoders.text import l2_normalise
+    from fusionrec.vectors import l2_normalise
     from retrieval.ingest import item_text
     from retrieval.prepare import load_prepared
 
@@ -207,7 +203,7 @@ def split_rows(n: int, recipe: ProjectorRecipe) -> dict[str, np.ndarray]:
 # --- metrics -------------------------------------------------------------------------------------
 def own_ranks(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     """0-based rank of each row's own target among all rows' targets by cosine (ties count against)."""
-    from encoders.text import l2_normalise
+    from fusionrec.vectors import l2_normalise
 
     s = l2_normalise(pred) @ l2_normalise(target).T
     return (s >= np.diag(s)[:, None]).sum(1) - 1
@@ -396,7 +392,7 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"wrote {report['path']} (use: models.poster_projector={report['path']}, then fusionrec ingest)")
 
 
-def projector_command(cfg: Config, name: str, overrides: dict[str, Any], output: str = "") -> int:
+def projector_command(cfg: Config, name: str, overrides: settings.Overrides, output: str = "") -> int:
     """`fusionrec finetune --recipe poster_projector`: train, print the held-out comparison."""
     result = train_projector(cfg, load_projector_recipe(name, overrides), output)
     print_report(result.report)

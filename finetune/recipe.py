@@ -1,25 +1,34 @@
-"""Recipes: one YAML file per training run, read into typed sections with strict key checking.
+"""Recipes: one YAML file per training run, read into typed sections by `fusionrec.settings`.
 
 A recipe names everything a run needs (data, model, LoRA, optimisation, tasks, augmentation,
-logging). Unknown keys and wrong types are errors that name the file and the key. The recipe is
-copied into every checkpoint as ``config.yaml`` so a checkpoint says how it was made.
+logging). Unknown keys and wrong types are errors that name the file and the key; keys are
+overridden with ``section.key=value`` (``train.max_steps=10``). The recipe is copied into every
+checkpoint as ``config.yaml`` (with ``trained_on``) and read back by the same loader
+(`load_saved_recipe`), so a checkpoint says how it was made.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from agent.checkpoint import RECIPE_FILE, TrainedOn
 from agent.config import SCORINGS
+from fusionrec import settings
+from fusionrec.settings import ConfigError
+
+T = TypeVar("T")
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 TASKS = ("ranking", "dialogue", "explanation", "alignment")
+# the sections a `fusionrec finetune` override may name (train.max_steps=10): a recipe's, and `search`
+# of the poster-projector recipe; the app config's `data` section is not read by finetune
+OVERRIDE_SECTIONS = ("data", "model", "lora", "train", "tasks", "augment", "sweep", "search")
 
 
-class RecipeError(ValueError):
+class RecipeError(ConfigError):
     """A recipe file is missing, malformed, or names an unknown key or a bad value."""
 
 
@@ -128,7 +137,7 @@ class Recipe:
     tasks: TasksSection = field(default_factory=TasksSection)
     augment: AugmentSection = field(default_factory=AugmentSection)
     sweep: SweepSection = field(default_factory=SweepSection)
-    path: str = ""  # where it was read from (not a YAML key)
+    path: str = settings.not_a_file_key()  # where it was read from (not a YAML key)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -153,57 +162,6 @@ def resolve_path(name: str) -> Path:
             return shipped
     known = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")))
     raise RecipeError(f"recipe not found: {name} (shipped recipes: {known})")
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise RecipeError(f"{where}: expected true/false, got {value!r}")
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int | float) or float(value) != int(value):
-            raise RecipeError(f"{where}: expected an integer, got {value!r}")
-        return int(value)
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise RecipeError(f"{where}: expected a number, got {value!r}")
-        try:
-            return float(value)
-        except ValueError:
-            raise RecipeError(f"{where}: expected a number, got {value!r}") from None
-    if hint is str:
-        if value is None:
-            return ""
-        if not isinstance(value, str | int | float):
-            raise RecipeError(f"{where}: expected a string, got {value!r}")
-        return str(value)
-    if origin is list:
-        if not isinstance(value, list):
-            raise RecipeError(f"{where}: expected a list, got {value!r}")
-        (etype,) = typing.get_args(hint)
-        return [_coerce(v, etype, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise RecipeError(f"{where}: expected a mapping, got {value!r}")
-        _, vtype = typing.get_args(hint)
-        return {str(k): _coerce(v, vtype, f"{where}.{k}") for k, v in value.items()}
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, where)
-    raise RecipeError(f"{where}: unsupported type {hint}")
-
-
-def _build(cls: Any, values: Any, where: str) -> Any:
-    if not isinstance(values, dict):
-        raise RecipeError(f"{where}: expected a mapping, got {values!r}")
-    hints = typing.get_type_hints(cls)
-    obj = cls()
-    for key, value in values.items():
-        if key not in hints or key == "path":
-            known = ", ".join(k for k in hints if k != "path")
-            raise RecipeError(f"{where}: unknown key '{key}' (known: {known})")
-        setattr(obj, key, _coerce(value, hints[key], f"{where}.{key}" if where else key))
-    return obj
 
 
 def validate(recipe: Recipe, where: str) -> Recipe:
@@ -245,42 +203,40 @@ def validate(recipe: Recipe, where: str) -> Recipe:
     return recipe
 
 
-def read_recipe(name: str | Path, overrides: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
-    """(path, raw mapping) of a recipe (path or shipped name) with ``{"train.lr": 1e-4, ...}`` applied."""
-    import yaml
-
+def read_recipe(name: str | Path) -> tuple[Path, dict[str, Any]]:
+    """(path, raw top-level mapping) of a recipe (path or shipped name), e.g. to look at its ``kind``."""
     path = resolve_path(str(name))
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(data, dict):
-        raise RecipeError(f"{path}: expected a mapping at the top level")
-    for dotted, value in (overrides or {}).items():
-        section, _, key = dotted.rpartition(".")
-        target = data.setdefault(section, {}) if section else data
-        if not isinstance(target, dict):
-            raise RecipeError(f"override {dotted}: {section} is not a section")
-        target[key] = value
-    return path, data
+    return path, settings.read_file(path, RecipeError)
 
 
-def load_recipe(name: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
-    """Read a recipe (path or shipped name), then apply ``{"train.lr": 1e-4, ...}`` overrides."""
-    path, data = read_recipe(name, overrides)
-    try:
-        recipe = _build(Recipe, data, "")
-    except RecipeError as exc:
-        raise RecipeError(f"{path}: {exc}") from None
+def load_recipe_as(cls: type[T], name: str | Path, overrides: settings.Overrides | None = None) -> T:
+    """A recipe of class `cls` (path or shipped name) read by `fusionrec.settings`, then
+    ``section.key=value`` overrides (``["train.lr=1e-4"]`` or ``{"train.lr": 1e-4}``)."""
+    path = resolve_path(str(name))
+    recipe = settings.load(cls, path, overrides, RecipeError)
+    recipe.path = str(path)  # type: ignore[attr-defined]
+    return recipe
+
+
+def load_recipe(name: str | Path, overrides: settings.Overrides | None = None) -> Recipe:
+    """Read a training recipe (path or shipped name), apply overrides, check it."""
+    recipe = load_recipe_as(Recipe, name, overrides)
+    return validate(recipe, recipe.path)
+
+
+@dataclass
+class SavedRecipe(Recipe):
+    """A checkpoint's ``config.yaml``: the recipe it was trained with and what it was trained on."""
+
+    trained_on: TrainedOn = field(default_factory=TrainedOn)
+
+
+def load_saved_recipe(folder: str | Path) -> SavedRecipe:
+    """The recipe saved in a checkpoint folder (``config.yaml``), read and checked like a recipe file."""
+    path = Path(folder).expanduser() / RECIPE_FILE
+    if not path.is_file():
+        raise RecipeError(f"{path}: missing (not a finetune checkpoint?)")
+    recipe = settings.load(SavedRecipe, path, error=RecipeError)
     recipe.path = str(path)
-    return validate(recipe, str(path))
-
-
-def recipe_from_dict(data: dict[str, Any], where: str = "<dict>") -> Recipe:
-    """A recipe from a plain dict (a checkpoint's config.yaml)."""
-    try:
-        recipe = _build(Recipe, data, "")
-    except RecipeError as exc:
-        raise RecipeError(f"{where}: {exc}") from None
-    recipe.path = where
-    return validate(recipe, where)
+    validate(recipe, recipe.path)
+    return recipe

@@ -3,6 +3,7 @@ settings, copy a checkpoint's inference files into a small adapter folder.
 
 fusionrec finetune --recipe finetune/recipes/stage1_align.yaml
 fusionrec finetune --recipe stage2_lora --resume
+fusionrec finetune --recipe tiny_smoke train.max_steps=10 models.profile=tiny   # recipe and config overrides
 fusionrec finetune --recipe poster_projector        # the poster -> text-space projector (finetune.poster_projector)
 fusionrec finetune merge --checkpoint .fusionrec/checkpoints/stage2_lora/best --output merged/
 fusionrec finetune sweep --recipe tiny_smoke
@@ -23,28 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from finetune import checkpoint as ckpt
-from finetune.recipe import Recipe, RecipeError, load_recipe
+from finetune.recipe import Recipe, RecipeError, load_recipe, load_saved_recipe
 from fusionrec.config import Config
 from retrieval.collaborative import TABLE_FILE
-
-
-def parse_sets(items: list[str] | None) -> dict[str, Any]:
-    """`--set train.lr:1e-4` (or `train.lr=1e-4`) words -> {"train.lr": 0.0001}; values are YAML scalars.
-
-    The colon form is the one to use with `fusionrec finetune`: the fusionrec CLI takes every
-    `section.key=value` word as a config override before the subcommand sees it.
-    """
-    import re
-
-    import yaml
-
-    out = {}
-    for item in items or []:
-        m = re.match(r"^\s*([A-Za-z_][\w.]*)\s*[:=](.*)$", item)
-        if not m:
-            raise RecipeError(f"--set {item!r}: expected SECTION.KEY:VALUE (or SECTION.KEY=VALUE)")
-        out[m.group(1)] = yaml.safe_load(m.group(2).strip() or "''")
-    return out
 
 
 # --- train -------------------------------------------------------------------------------------------
@@ -109,12 +91,11 @@ def merge_checkpoint(cfg: Config, checkpoint: str | Path, output: str | Path) ->
             f"{folder / ckpt.ADAPTER_CONFIG} is missing: {folder} holds no LoRA adapter (a stage-1 "
             "checkpoint?), so there is nothing to merge; use the folder as agent.adapter directly"
         )
-    conf = ckpt.read_config(folder)
-    trained_on = conf.get("trained_on", {})
+    trained_on = load_saved_recipe(folder).trained_on
     cfg = copy.deepcopy(cfg)
-    if trained_on.get("profile"):
-        cfg.models.profile = trained_on["profile"]
-    base_src = trained_on.get("base_model", "")
+    if trained_on.profile:
+        cfg.models.profile = trained_on.profile
+    base_src = trained_on.base_model
     local = registry.local_path(base_src) if base_src else None
     if base_src and (local is None or local.exists()):
         cfg.models.llm = base_src
@@ -245,10 +226,10 @@ def finetune_command(cfg: Config, args: Any) -> int:
             print(f"adapter files written to {out} ({size:.1f} MiB); add its model card (README.md)")
             return 0
         default = "tiny_smoke" if action == "sweep" else cfg.finetune.recipe
-        name, sets = args.recipe or default, parse_sets(getattr(args, "set", None))
+        name, overrides = args.recipe or default, list(getattr(args, "overrides", None) or [])
         if action == "train" and is_projector_recipe(name):  # not an LLM recipe
-            return projector_command(cfg, name, sets, args.output)
-        recipe = load_recipe(name, sets)
+            return projector_command(cfg, name, overrides, args.output)
+        recipe = load_recipe(name, overrides)
         if action == "sweep":
             rows, path = sweep(cfg, recipe, args.output, progress=True)
             print_sweep(rows, path, recipe.train.metric)

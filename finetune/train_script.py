@@ -4,15 +4,14 @@
         --recipe finetune/recipes/tiny_smoke.yaml models.profile=tiny
     accelerate launch --config_file finetune/accelerate/deepspeed_zero2.yaml finetune/train_script.py --recipe stage2_lora
 
-Arguments: --recipe, --output, --resume, --set SECTION.KEY:VALUE (recipe) and trailing
-section.key=value words (FusionRec config), as for `fusionrec finetune`.
+Arguments: --recipe, --output, --resume and section.key=value words, as for `fusionrec finetune`:
+words of a recipe section (train.max_steps=10) override the recipe, the others the FusionRec config.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -20,10 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 
 
 def main(argv: list[str] | None = None) -> int:
-    from finetune.recipe import load_recipe
-    from finetune.run import parse_sets, print_result
+    from finetune.recipe import OVERRIDE_SECTIONS, RecipeError, load_recipe
+    from finetune.run import print_result
     from finetune.trainer import Trainer
-    from fusionrec import env
+    from fusionrec import env, settings
     from fusionrec.config import load_config
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -32,18 +31,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="")
     parser.add_argument("--output", default="")
     parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--stop-at", type=int, default=0, help="stop after this step (resume later)")
     parser.add_argument("--summary", default="", help="write a JSON summary here (main process)")
-    args, overrides = parser.parse_known_args(argv)
-    bad = [a for a in overrides if not re.match(r"^[a-z_]+\.[a-z_]+=", a)]
+    try:
+        settings.reject_old_set(argv, RecipeError)
+    except RecipeError as exc:
+        parser.error(str(exc))
+    args, words = parser.parse_known_args(argv)
+    bad = [a for a in words if not settings.is_override(a)]
     if bad:
-        parser.error(
-            f"unrecognized arguments: {' '.join(bad)} (config overrides look like section.key=value)"
-        )
-    cfg = load_config(args.config or None, overrides)
+        parser.error(f"unrecognized arguments: {' '.join(bad)} (overrides look like section.key=value)")
+    mine = [a for a in words if a.split(".", 1)[0] in OVERRIDE_SECTIONS]  # the recipe's (train.lr=...)
+    cfg = load_config(args.config or None, [a for a in words if a not in mine])
     env.configure(offline=cfg.models.profile != "online")
-    recipe = load_recipe(args.recipe, parse_sets(args.set))
+    recipe = load_recipe(args.recipe, mine)
     trainer = Trainer(cfg, recipe, args.output, resume=args.resume)
     result = trainer.train(stop_at=args.stop_at or None)
     if trainer.main:

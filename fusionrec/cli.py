@@ -1,7 +1,10 @@
 """`fusionrec` command line: one entry point, one subcommand per job.
 
 Each package registers its own subcommands in a light `commands.py` (no heavy imports there),
-so `fusionrec --help` stays instant. Trailing `section.key=value` words override the config.
+so `fusionrec --help` stays instant. `section.key=value` words override the config; a command whose
+parser names `override_sections` (finetune: `train`, `lora`, ...) gets the words of those sections
+as its own overrides (`args.overrides`), e.g. `fusionrec finetune --recipe x train.max_steps=10`.
+`fusionrec config show` prints the effective config, with what an adapter sets.
 
 No traceback reaches the terminal: an exception that escapes a command becomes one `error:` line
 (exit code 2 for a user error, 1 for an internal one) and its traceback goes to
@@ -11,17 +14,18 @@ No traceback reaches the terminal: an exception that escapes a command becomes o
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
-import re
 import shlex
 import sys
 from collections.abc import Callable
+from typing import Any
 
-from fusionrec import env, logs
+from fusionrec import env, logs, settings
 from fusionrec.config import Config, ConfigError, load_config
 from fusionrec.text import one_line
 
-_OVERRIDE = re.compile(r"^[a-z_]+\.[a-z_]+=")
 _VERBOSE = {"--verbose", "-v"}
 
 
@@ -47,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fusionrec",
         description="FusionRec: a multimodal, LLM-driven conversational recommender.",
-        epilog="Any trailing 'section.key=value' overrides the config, e.g. retrieval.k=20 models.profile=tiny.",
+        epilog="Any 'section.key=value' overrides the config, e.g. retrieval.k=20 models.profile=tiny "
+        "(fusionrec finetune: recipe keys too, e.g. train.max_steps=10).",
     )
     parser.add_argument(
         "--config",
@@ -62,9 +67,49 @@ def build_parser() -> argparse.ArgumentParser:
         "<paths.home>/logs/fusionrec.log); accepted anywhere on the line",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    c = sub.add_parser("config", help="print the effective config (with what the adapter sets)")
+    c.add_argument("action", nargs="?", default="show", choices=["show"])
+    c.set_defaults(func=_config_show)
     for register in _registrars():
         register(sub)
     return parser
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def show_config(cfg: Config) -> str:
+    """The effective config as TOML: every section and key, the agent keys an adapter sets marked."""
+    from agent.agent import effective_config
+
+    eff = effective_config(cfg)
+    lines = [f"# effective config; adapter: {eff.adapter or 'none'} ({eff.note})"]
+    for f in dataclasses.fields(eff.cfg):
+        lines.append(f"\n[{f.name}]")
+        for key, value in dataclasses.asdict(getattr(eff.cfg, f.name)).items():
+            line = f"{key} = {_toml_value(value)}"
+            if f.name == "agent" and key in eff.from_adapter:
+                line += f"  # from the adapter ({eff.adapter}); the config says {_toml_value(getattr(cfg.agent, key))}"
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def _config_show(cfg: Config, args: argparse.Namespace) -> int:
+    print(show_config(cfg))
+    return 0
+
+
+def _command_sections(parser: argparse.ArgumentParser) -> list[str]:
+    """Every section a subcommand takes overrides for (its `override_sections` default)."""
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return [s for p in subs.choices.values() for s in p.get_default("override_sections") or ()]
 
 
 def resolve_config(config_path: str, overrides: list[str]) -> Config:
@@ -72,16 +117,27 @@ def resolve_config(config_path: str, overrides: list[str]) -> Config:
     return load_config(path, overrides)
 
 
+def parse_command_line(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """(parsed args, the config's `section.key=value` words); `args.overrides` holds the words of the
+    sections the command owns (`override_sections`, e.g. finetune's `train`). ConfigError for `--set`."""
+    overrides = [a for a in argv if settings.is_override(a)]
+    rest = [a for a in argv if not settings.is_override(a) and a not in _VERBOSE]
+    parser = build_parser()
+    config_sections = {f.name for f in dataclasses.fields(Config)}
+    settings.reject_old_set(argv, sections=config_sections | set(_command_sections(parser)))
+    args = parser.parse_args(rest)
+    own = set(getattr(args, "override_sections", ()))  # this command's own settings (a recipe's)
+    args.overrides = [a for a in overrides if a.split(".", 1)[0] in own]
+    return args, [a for a in overrides if a.split(".", 1)[0] not in own]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    overrides = [a for a in argv if _OVERRIDE.match(a)]
     verbose = any(a in _VERBOSE for a in argv)
-    rest = [a for a in argv if not _OVERRIDE.match(a) and a not in _VERBOSE]
-    parser = build_parser()
-    args = parser.parse_args(rest)
-    args.verbose = verbose
-    args.command_line = "fusionrec " + shlex.join(argv)  # recorded in reports that say how they were made
     try:
+        args, overrides = parse_command_line(argv)
+        args.verbose = verbose
+        args.command_line = "fusionrec " + shlex.join(argv)  # recorded in reports that say how they were made
         cfg = resolve_config(args.config, overrides)
     except ConfigError as exc:
         print(f"error: {one_line(str(exc))}", file=sys.stderr)

@@ -170,7 +170,7 @@ def fit_prior(
     item_ids: Sequence[str],
     *,
     seed: int = 0,
-    bpr_dim: int = 32,
+    collab_dim: int = 32,
     bpr_epochs: int = 40,
     sasrec: dict[str, Any] | None = None,
     components: Iterable[str] = COMPONENTS,
@@ -187,7 +187,7 @@ def fit_prior(
     for x in seen:
         pop[x.item] = pop.get(x.item, 0.0) + 1.0
     bpr = (
-        train_bpr(seen, list(item_ids), dim=bpr_dim, epochs=bpr_epochs, seed=seed) if "bpr" in comps else None
+        train_bpr(seen, list(item_ids), dim=collab_dim, epochs=bpr_epochs, seed=seed) if "bpr" in comps else None
     )
     sas = None
     if "sasrec" in comps:

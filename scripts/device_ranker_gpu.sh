@@ -13,7 +13,7 @@
 # byte-for-byte against this machine's) and the recipe. paths.home is /work/main/.fusionrec there too,
 # so the item-vector cache and the checkpoint's base_model read the same as on the CPU machine.
 #   scripts/device_ranker_gpu.sh install
-#   scripts/device_ranker_gpu.sh train [--set train.max_minutes:5 ...]   # checkpoints packed into $OUT
+#   scripts/device_ranker_gpu.sh train [train.max_minutes=5 ...]   # recipe overrides; checkpoints packed into $OUT
 set -euo pipefail
 HOME_DIR=${FUSIONREC_DEVICE_HOME:-/work/main/.fusionrec}
 SITE=${FUSIONREC_DEVICE_SITE:-/tmp/site}
@@ -65,7 +65,7 @@ train)
   exit "$rc"
   ;;
 *)
-  echo "usage: scripts/device_ranker_gpu.sh install | train [--set KEY:VALUE ...]" >&2
+  echo "usage: scripts/device_ranker_gpu.sh install | train [section.key=value ...]" >&2
   exit 2
   ;;
 esac

@@ -24,7 +24,7 @@ def main(out: str) -> None:
     cfg, recipe = load_config(), load_recipe("ranker_cpu")
     data = load_datasets(cfg, recipe)
     ids = sorted(data.items, key=id_key)
-    full = fit_prior({u: s.train for u, s in data.splits.items()}, ids, seed=recipe.seed, bpr_dim=32)
+    full = fit_prior({u: s.train for u, s in data.splits.items()}, ids, seed=recipe.seed, collab_dim=32)
     valid = [PriorExample(e.user, data.splits[e.user].train, e.candidates, e.target) for e in data.valid_all]
     weights, table = choose_weights(full, valid)
     table.sort(key=lambda r: -(r["HR@1"] + r["NDCG@10"]))

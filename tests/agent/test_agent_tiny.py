@@ -136,7 +136,8 @@ def test_adapter_folder_with_lora_and_projectors(tiny_agent, tiny_agent_cfg, tmp
     cfg = copy.deepcopy(tiny_agent_cfg)
     cfg.agent.adapter = str(tmp_path)
     agent = Agent(cfg, retriever=tiny_agent.retriever)
-    assert (cfg.agent.template, cfg.agent.overview_chars) == ("concise", 0)  # the recipe's prompt wins
+    assert (agent.cfg.agent.template, agent.cfg.agent.overview_chars) == ("concise", 0)  # the recipe's prompt wins
+    assert cfg.agent.template == tiny_agent_cfg.agent.template  # on the agent's own settings, not on `cfg`
     from peft import PeftModel
 
     assert isinstance(agent.model, PeftModel)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 import tomllib
 
 import pytest
 
+from fusionrec import settings
 from fusionrec.config import REPO_ROOT, Config, ConfigError, load_config
 
 EXAMPLE = REPO_ROOT / "configs" / "fusionrec.toml"
@@ -40,10 +42,12 @@ def test_yaml_and_dict_override(tmp_path):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("retrieval.kk=3", "unknown key 'retrieval.kk'"),
-        ("retrieval.k=many", "retrieval.k: expected int"),
-        ("nosection.k=1", "expected section.key=value"),
+        ("retrieval.kk=3", "override: retrieval.kk: unknown key"),
+        ("retrieval.k=many", "retrieval.k: expected an integer"),
+        ("nosection.k=1", "unknown section [nosection]"),
+        ("retrieval=1", "expected section.key=value"),
         ("data.generated_media=maybe", "expected true/false"),
+        ("eval.bpr_dim=8", "eval.bpr_dim was renamed eval.collab_dim"),
     ],
 )
 def test_bad_overrides_name_the_key(override, message):
@@ -56,7 +60,7 @@ def test_bad_file_names_the_file(tmp_path):
     path.write_text("[nope]\nx = 1\n")
     with pytest.raises(ConfigError, match="bad.toml: unknown section"):
         load_config(path)
-    with pytest.raises(ConfigError, match="config file not found"):
+    with pytest.raises(ConfigError, match="file not found"):
         load_config(tmp_path / "missing.toml")
 
 
@@ -70,3 +74,104 @@ def test_example_config_has_every_key_commented():
         assert set(data[section.name]) == keys, f"[{section.name}] in the example differs from the dataclass"
         for key in keys:
             assert any(re.match(rf"^{key}\s*=.*#", ln) for ln in lines), f"{section.name}.{key}: no comment"
+
+
+# --- one loader for the app config, recipes and checkpoints ------------------------------------------
+def test_one_loader_reads_toml_config_and_yaml_recipe_with_the_same_coercion_and_errors(tmp_path):
+    from finetune.recipe import Recipe, RecipeError, load_recipe
+
+    toml, yaml_ = tmp_path / "c.toml", tmp_path / "r.yaml"
+    toml.write_text('[retrieval]\nk = "12"\ntext_blocks = "text, tfidf"\n')
+    yaml_.write_text("train:\n  max_steps: '12'\nlora:\n  target_modules: q_proj, v_proj\n")
+    cfg, recipe = settings.load(Config, toml), settings.load(Recipe, yaml_)
+    assert cfg.retrieval.k == recipe.train.max_steps == 12  # the same string -> int coercion
+    assert cfg.retrieval.text_blocks == ["text", "tfidf"] and recipe.lora.target_modules == ["q_proj", "v_proj"]
+    toml.write_text("[retrieval]\nk = 1.5\n")
+    yaml_.write_text("train:\n  max_steps: 1.5\n")
+    with pytest.raises(ConfigError, match=r"c\.toml: retrieval\.k: expected an integer, got 1\.5"):
+        settings.load(Config, toml)
+    with pytest.raises(RecipeError, match=r"r\.yaml: train\.max_steps: expected an integer, got 1\.5"):
+        load_recipe(yaml_)
+    toml.write_text("[retrieval]\nkay = 1\n")
+    yaml_.write_text("train:\n  kay: 1\n")
+    with pytest.raises(ConfigError, match=r"c\.toml: retrieval\.kay: unknown key \(known: fusion"):
+        load_config(toml)
+    with pytest.raises(RecipeError, match=r"r\.yaml: train\.kay: unknown key \(known: max_steps"):
+        load_recipe(yaml_)
+
+
+def test_recipe_overrides_use_the_config_syntax():
+    from finetune.recipe import RecipeError, load_recipe
+
+    recipe = load_recipe("tiny_smoke", ["train.max_steps=3", "tasks.weights.explanation=0.5", "data.redial=no"])
+    assert recipe.train.max_steps == 3 and recipe.tasks.weights["explanation"] == 0.5 and recipe.data.redial is False
+    assert load_recipe("tiny_smoke", {"train.max_steps": 3}).train == recipe.train  # the same from code
+    with pytest.raises(RecipeError, match=r"override: train\.max_step: unknown key"):
+        load_recipe("tiny_smoke", ["train.max_step=3"])
+    with pytest.raises(RecipeError, match="expected section.key=value"):
+        load_recipe("tiny_smoke", ["max_steps"])
+
+
+@pytest.mark.parametrize("words", [["--set", "train.max_steps:3"], ["--set=train.max_steps:3"], ["train.max_steps:3"]])
+def test_the_old_set_form_is_one_clear_error(words, capsys):
+    from fusionrec.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["finetune", "--recipe", "tiny_smoke", *words])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "`--set KEY:VALUE` is gone" in err and "train.max_steps=10" in err
+
+
+def test_cli_routes_recipe_sections_to_the_command_and_the_rest_to_the_config():
+    from fusionrec.cli import parse_command_line
+
+    argv = ["finetune", "--recipe", "tiny_smoke", "train.max_steps=3", "data.max_users=4", "retrieval.k=7"]
+    args, config_words = parse_command_line(argv)
+    assert args.overrides == ["train.max_steps=3", "data.max_users=4"] and config_words == ["retrieval.k=7"]
+    args, config_words = parse_command_line(["search", "a drama", "data.dataset=x", "retrieval.k=7"])
+    assert args.overrides == [] and config_words == ["data.dataset=x", "retrieval.k=7"]  # the config's here
+
+
+def test_a_checkpoint_recipe_round_trips_through_the_loader(tmp_path):
+    import yaml
+
+    from agent.agent import SHIPPED_ADAPTER
+    from agent.checkpoint import RECIPE_FILE, TrainedOn, read_adapter_recipe, training_prompt
+    from finetune.recipe import load_recipe, load_saved_recipe
+
+    recipe = load_recipe("ranker_cpu", ["train.max_steps=7"])
+    trained_on = TrainedOn(base_model="smollm2-135m-instruct", profile="offline", dtype="float32",
+                           placeholder_token_id=16, template="compact")  # fmt: skip
+    text = yaml.safe_dump({"trained_on": dataclasses.asdict(trained_on), **recipe.to_dict()}, sort_keys=False)
+    (tmp_path / RECIPE_FILE).write_text(text)  # what the trainer writes into each checkpoint
+    saved = load_saved_recipe(tmp_path)
+    assert saved.trained_on == trained_on and saved.to_dict() == {
+        "trained_on": dataclasses.asdict(trained_on), **recipe.to_dict()
+    }
+    assert read_adapter_recipe(tmp_path).trained_on == trained_on
+    assert training_prompt(tmp_path)["max_prompt_tokens"] == recipe.data.max_prompt_tokens
+    shipped = load_saved_recipe(SHIPPED_ADAPTER)  # the shipped adapter's config.yaml reads strictly
+    assert shipped.data.collab_dim == 32 and shipped.trained_on.base_model == "smollm2-135m-instruct"
+    (tmp_path / RECIPE_FILE).write_text(text.replace("max_prompt_tokens: 640", "max_prompt_tokens: many"))
+    with pytest.raises(ValueError, match=r"config\.yaml: data\.max_prompt_tokens: expected an integer"):
+        training_prompt(tmp_path)
+
+
+def test_adapter_settings_show_in_config_show_and_leave_the_shared_config_alone(tmp_path):
+    from agent.agent import effective_config
+    from fusionrec.cli import show_config
+
+    (tmp_path / "config.yaml").write_text("data:\n  template: compact\n  max_prompt_tokens: 640\n  overview_chars: 200\n")
+    cfg = load_config(None, [f"agent.adapter={tmp_path}"])
+    before = copy.deepcopy(cfg)
+    eff = effective_config(cfg)  # what Agent(cfg) runs with
+    assert eff.from_adapter == {"template": "compact", "max_prompt_tokens": 640}  # overview_chars: the same
+    assert (eff.cfg.agent.template, eff.cfg.agent.max_prompt_tokens) == ("compact", 640)
+    assert cfg == before and eff.cfg.retrieval is cfg.retrieval  # the caller's config is not changed
+    out = show_config(cfg)  # `fusionrec config show agent.adapter=...`
+    assert f'template = "compact"  # from the adapter ({tmp_path}); the config says "default"' in out
+    assert "max_prompt_tokens = 640  # from the adapter" in out
+    assert "overview_chars = 200\n" in out and "[retrieval]" in out
+    shown = tomllib.loads(out)  # the output is a config file
+    assert shown["agent"]["template"] == "compact" and shown["retrieval"] == dataclasses.asdict(cfg.retrieval)

@@ -9,12 +9,13 @@ import sys
 from pathlib import Path
 
 from fusionrec.config import REPO_ROOT
+from fusionrec.settings import as_words
 from tests.finetune.conftest import SMALL
 
 
 def test_two_cpu_processes_complete_a_run(ft_cfg, tmp_path):
     summary = tmp_path / "summary.json"
-    sets = [a for k, v in {**SMALL, "train.max_steps": 3}.items() for a in ("--set", f"{k}:{json.dumps(v)}")]
+    sets = as_words({**SMALL, "train.max_steps": 3})
     cmd = [
         sys.executable,
         "-m",

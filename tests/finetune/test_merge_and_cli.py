@@ -12,6 +12,7 @@ import torch
 from finetune.checkpoint import CheckpointError
 from finetune.recipe import load_recipe
 from finetune.run import finetune_command, merge_checkpoint, train
+from fusionrec.settings import as_words
 from tests.finetune.conftest import SMALL
 
 
@@ -72,7 +73,7 @@ def test_missing_or_adapterless_checkpoints_give_clear_errors(ft_cfg, trained, t
     with pytest.raises(CheckpointError, match="adapter_config.json is missing.*nothing to merge"):
         merge_checkpoint(ft_cfg, stage1.last_dir, tmp_path / "m")
     args = argparse.Namespace(
-        action="merge", checkpoint=str(missing), output=str(tmp_path / "m"), recipe="", resume=False, set=[]
+        action="merge", checkpoint=str(missing), output=str(tmp_path / "m"), recipe="", resume=False, overrides=[]
     )
     assert finetune_command(ft_cfg, args) == 2
     assert str(missing) in capsys.readouterr().err
@@ -82,7 +83,7 @@ def test_cli_train_and_sweep(ft_cfg, tmp_path, capsys):
     from fusionrec.cli import main
 
     home = ft_cfg.paths.home
-    sets = [f"--set={k}:{json.dumps(v)}" for k, v in {**SMALL, "train.max_steps": 2}.items()]
+    sets = as_words({**SMALL, "train.max_steps": 2})  # recipe overrides: section.key=value, like the config's
     rc = main(
         [
             "finetune",
@@ -99,10 +100,7 @@ def test_cli_train_and_sweep(ft_cfg, tmp_path, capsys):
     assert "finetune tiny_smoke" in capsys.readouterr().out
     assert (tmp_path / "cli" / "last" / "adapter_model.safetensors").is_file()
 
-    sets = [
-        f"--set={k}:{json.dumps(v)}"
-        for k, v in {**SMALL, "train.max_steps": 2, "train.eval_at_start": False}.items()
-    ]
+    sets = as_words({**SMALL, "train.max_steps": 2, "train.eval_at_start": False})
     rc = main(
         [
             "finetune",

@@ -18,6 +18,7 @@ from finetune.poster_projector import (
     rank_summary,
 )
 from finetune.recipe import RECIPES_DIR, RecipeError, load_recipe
+from fusionrec.settings import as_words
 from tests.conftest import TEST_HOME, home_config
 
 HOME = TEST_HOME / "poster-projector"
@@ -47,14 +48,15 @@ def test_shipped_recipe_sets_every_key_with_a_comment():
             assert "#" in line, f"{path}:{lineno}: key without a comment"
     assert is_projector_recipe("poster_projector") and not is_projector_recipe("tiny_smoke")
     assert load_projector_recipe("poster_projector", {"train.epochs": 3}).train.epochs == 3
-    with pytest.raises(RecipeError, match="unknown key 'kind'"):
+    assert load_projector_recipe("poster_projector", ["train.epochs=4"]).train.epochs == 4
+    with pytest.raises(RecipeError, match=r"poster_projector\.yaml: kind: unknown key"):
         load_recipe("poster_projector")  # the LLM trainer refuses it
 
 
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("train:\n  epochz: 3\n", r"bad\.yaml: .*unknown key 'epochz'"),
+        ("train:\n  epochz: 3\n", r"bad\.yaml: train\.epochz: unknown key"),
         ("train:\n  epochs: 0\n", r"bad\.yaml: train\.epochs and eval_every must be >= 1"),
         ("metric: ndcg\n", r"bad\.yaml: metric must be one of mean_rank, hit@10, hit@1"),
         ("search:\n  ridge_alphas: []\n  contrastive_hidden: []\n", r"bad\.yaml: search: no candidate"),
@@ -93,7 +95,7 @@ def test_cli_trains_a_projector_whose_loss_falls_and_beats_chance(pp_cfg, tmp_pa
     from fusionrec.cli import main
 
     out = tmp_path / "pp"
-    sets = [f"--set={k}:{json.dumps(v)}" for k, v in SMALL.items()]
+    sets = as_words(SMALL)
     rc = main(["finetune", "--recipe", "poster_projector", "--output", str(out), *sets, f"paths.home={HOME}"])
     assert rc == 0
     printed = capsys.readouterr().out
