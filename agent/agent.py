@@ -22,14 +22,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-
-from agent import dialogue
-from agent.checkpoint import RECIPE_FILE, adapter_settings, base_model, trained_to_explain
-from agent.config import RANKERS
-from agent.evidence import TurnContext, prior_vectors
-from agent.explain import ExplainResult, GroundedExplainer
-from agent.projector import Projectors
-from agent.prompt import (
+from fusionrec.agent import dialogue
+from fusionrec.agent.checkpoint import RECIPE_FILE, adapter_settings, base_model, trained_to_explain
+from fusionrec.agent.config import RANKERS
+from fusionrec.agent.evidence import TurnContext, prior_vectors
+from fusionrec.agent.explain import ExplainResult, GroundedExplainer
+from fusionrec.agent.projector import Projectors
+from fusionrec.agent.prompt import (
     AttachmentInput,
     RankPrompt,
     build_rank_prompt,
@@ -37,21 +36,28 @@ from agent.prompt import (
     load_template,
     wanted_text,
 )
-from agent.rank import label_logprobs, label_prior, ordered_ranking, rank_generative, rank_verbalizer
-from agent.residual import Residual, mix
-from agent.softtokens import placeholder_id
-from agent.titles import Named, TitleFinder
+from fusionrec.agent.rank import (
+    label_logprobs,
+    label_prior,
+    ordered_ranking,
+    rank_generative,
+    rank_verbalizer,
+)
+from fusionrec.agent.residual import Residual, mix
+from fusionrec.agent.softtokens import placeholder_id
+from fusionrec.agent.titles import Named, TitleFinder
+from fusionrec.retrieval.collaborative.bpr import TABLE_FILE, load_table, with_collab
+from fusionrec.retrieval.collaborative.prior import PRIOR_FILE, Prior, standardise
+from fusionrec.retrieval.config import parse_server_url
+from fusionrec.retrieval.store import hidden
+
 from fusionrec import logs
 from fusionrec.config import Config
 from fusionrec.text import one_line
 from fusionrec.types import Attachment, Candidate, DialogueState, Item, Ranking, Turn
-from retrieval.collaborative import TABLE_FILE, load_table, with_collab
-from retrieval.config import parse_server_url
-from retrieval.prior import PRIOR_FILE, Prior, standardise
-from retrieval.store import hidden
 
 if TYPE_CHECKING:
-    from retrieval.search import QueryVectors, Upload
+    from fusionrec.retrieval.search import QueryVectors, Upload
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +95,7 @@ def resolve_adapter(cfg: Config) -> tuple[Path | None, str]:
         return Path(name).expanduser(), f"agent.adapter={name}"
     if not SHIPPED_ADAPTER.is_dir():
         return None, f"no shipped adapter at {SHIPPED_ADAPTER}: zero-shot"
-    from encoders.registry import source
+    from fusionrec.models.registry import source
 
     base = base_model(SHIPPED_ADAPTER)
     mine = source(cfg, "llm")
@@ -136,7 +142,7 @@ class Agent:
     """Retrieval + soft-token LLM ranking + grounded explanations, one turn at a time."""
 
     def __init__(self, cfg: Config, retriever: Any = None, llm: tuple[Any, Any] | None = None) -> None:
-        from encoders import registry
+        from fusionrec.models import registry
 
         settings = effective_config(cfg)  # the caller's cfg is not changed
         self.cfg, self.adapter, self.adapter_note = settings.cfg, settings.adapter, settings.note
@@ -195,7 +201,7 @@ class Agent:
     @property
     def retriever(self) -> Any:
         if self._retriever is None:
-            from retrieval.search import Retriever
+            from fusionrec.retrieval.search import Retriever
 
             self._retriever = Retriever(self.cfg)
         return self._retriever
@@ -227,8 +233,8 @@ class Agent:
             found = stored("text", [i.id for i in missing]) if stored is not None else {}
             rest = [i for i in missing if i.id not in found]
             if rest:
-                from encoders.registry import load_text_encoder
-                from retrieval.ingest import item_text
+                from fusionrec.encoders import load_text_encoder
+                from fusionrec.retrieval.ingest import item_text
 
                 vecs = load_text_encoder(self.cfg).encode([item_text(i) for i in rest])
                 found.update({i.id: v for i, v in zip(rest, vecs, strict=True)})
@@ -357,7 +363,7 @@ class Agent:
         """The language explanations are written in ("" = English): the turn's with `answer_language =
         user`, or with `auto` unless the LLM is SmolLM2 (trained on English only; e.g. the online
         profile with `models.llm=Qwen/Qwen2.5-0.5B-Instruct` answers in the user's language)."""
-        from encoders import registry
+        from fusionrec.models import registry
 
         mode = self.cfg.agent.answer_language
         english_only = "smollm" in registry.source(self.cfg, "llm").lower()
@@ -416,14 +422,14 @@ class Agent:
         the prior's item vectors; it keeps the turn's prompt-prefix cache between the shown items."""
         explainer = self._grounded
         if explainer is None:
-            from encoders import registry
+            from fusionrec import encoders
 
             titles, genres = self.catalog()
             explainer = GroundedExplainer(
                 self.explainer,
                 self.tokenizer,
                 self.template,
-                encoder=registry.load_text_encoder(self.cfg),
+                encoder=encoders.load_text_encoder(self.cfg),
                 vectors=prior_vectors(self.prior, self.collab),
                 catalog_titles=titles,
                 catalog_genres=genres,
@@ -452,7 +458,7 @@ class Agent:
     # --- the turn -----------------------------------------------------------------------------------
     def check_turn(self, turn: Turn) -> tuple[list[Attachment], str | None]:
         """(validated attachments, None) or ([], a clear reply saying what is wrong)."""
-        from encoders.media import MediaError, validate
+        from fusionrec.media import MediaError, validate
 
         text = turn.text or ""
         if not text.strip() and not turn.attachments:

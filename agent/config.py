@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from retrieval.config import check_range
+from fusionrec.settings import check_range
 
 SCORINGS = ("listwise", "pointwise")  # how the verbalizer reads the candidates' scores (agent.scoring)
 RANKERS = ("verbalizer", "generative")  # agent.ranker

@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-
-from agent.genres import SYNONYMS
+from fusionrec.agent.genres import SYNONYMS
 
 # fmt: off
 SENTENCE_STARTS = frozenset({

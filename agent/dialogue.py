@@ -19,10 +19,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent import multilingual
-from agent.genres import LOOSE, find_genres
-from agent.language import ENGLISH, detect_language
-from agent.lexicon import LEXICONS, Lexicon
+from fusionrec.agent import multilingual
+from fusionrec.agent.genres import LOOSE, find_genres
+from fusionrec.agent.language import ENGLISH, detect_language
+from fusionrec.agent.lexicon import LEXICONS, Lexicon
+
 from fusionrec.types import DialogueState
 
 ORDINALS = {

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from fusionrec.agent.constrained import Allowed
+from fusionrec.agent.genres import genre_words
 
-from agent.constrained import Allowed
-from agent.genres import genre_words
 from fusionrec.types import Candidate, DialogueState, Item
 
 ARTICLE_SUFFIX = re.compile(r"^(.*), (The|A|An|Les|La|Le|Il|Das|Der|Die|El|L')$")
@@ -89,7 +89,7 @@ class TurnContext:
     @classmethod
     def from_request(cls, request: str, catalog_genres: Sequence[str] = ()) -> TurnContext:
         """The context of a request alone (no dialogue): the constraints it states."""
-        from agent.dialogue import apply_update, parse_turn
+        from fusionrec.agent.dialogue import apply_update, parse_turn
 
         state = DialogueState()
         apply_update(state, parse_turn(request, catalog_genres))

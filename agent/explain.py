@@ -32,13 +32,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from fusionrec.agent.constrained import Guard, guarded_greedy
+from fusionrec.agent.decode import stop_ids, stream_text
+from fusionrec.agent.evidence import Evidence, TurnContext, gather
+from fusionrec.agent.genres import find_genres
+from fusionrec.agent.prompt import Template, chat_text, data_text, load_template
+from fusionrec.agent.titles import title_variants
 
-from agent.constrained import Guard, guarded_greedy
-from agent.decode import stop_ids, stream_text
-from agent.evidence import Evidence, TurnContext, gather
-from agent.genres import find_genres
-from agent.prompt import Template, chat_text, data_text, load_template
-from agent.titles import title_variants
 from fusionrec.types import Explanation, Item
 
 _YEAR = re.compile(r"(?<![\d])(1[89]\d\d|20\d\d)(?![\d]|'?s\b)")  # not "1990s" (a decade)
@@ -200,7 +200,7 @@ def grounded_prompt(
     LLM sees only the evidence (on the tuning half, 23 % of the texts written with the request in the
     prompt retold the request as the film's story). `language` (a code such as "de", "" = English) asks
     for that language and opens the answer with the title only."""
-    from agent.language import ENGLISH, NAMES
+    from fusionrec.agent.language import ENGLISH, NAMES
 
     tpl = load_template(template) if isinstance(template, str) else template
     title = data_text(evidence.title, tokenizer, 120)

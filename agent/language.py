@@ -103,7 +103,7 @@ def script_language(text: str) -> str | None:
 
 def language_scores(text: str) -> Counter[str]:
     """Evidence per Latin-script language: stop words (1 each), telling letters and lexicon words (STRONG)."""
-    from agent.lexicon import lexicon_hits  # the lexicon imports `fold` from here
+    from fusionrec.agent.lexicon import lexicon_hits  # the lexicon imports `fold` from here
 
     scores: Counter[str] = Counter()
     for word in words(text):

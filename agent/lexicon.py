@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
 
-from agent.language import fold, wordset
+from fusionrec.agent.language import fold, wordset
 
 Y = r"(1[89]\d\d|20\d\d)"
 
@@ -294,8 +294,8 @@ def lexicon_hits(text: str) -> Counter[str]:
 
     Words English shares ("drama", "horror", "no") are not evidence: they count for no lexicon.
     """
-    from agent.genres import find_genres
-    from agent.language import STOP_WORDS
+    from fusionrec.agent.genres import find_genres
+    from fusionrec.agent.language import STOP_WORDS
 
     folded = fold(text)
     english = [(m.start, m.end) for m in find_genres(text)]

@@ -13,9 +13,9 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from agent.genres import LOOSE, GenreMention, canonical, find_genres
-from agent.language import STOP_WORDS, fold
-from agent.lexicon import Lexicon
+from fusionrec.agent.genres import LOOSE, GenreMention, canonical, find_genres
+from fusionrec.agent.language import STOP_WORDS, fold
+from fusionrec.agent.lexicon import Lexicon
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
 _LATIN_WORD = re.compile(r"[^\W\d_]+")

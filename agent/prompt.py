@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fusionrec.agent import softtokens
+from fusionrec.agent.config import SCORINGS
 
-from agent import softtokens
-from agent.config import SCORINGS
 from fusionrec.types import Candidate, DialogueState, Item, Turn
 
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
@@ -358,7 +358,7 @@ def explain_prompt(
 ) -> tuple[str, str]:
     """(prompt text ending with the answer's opening words, those opening words); `language` (a code
     such as "de", "" = English) asks for the answer in that language and opens it with the title only."""
-    from agent.language import ENGLISH, NAMES
+    from fusionrec.agent.language import ENGLISH, NAMES
 
     tpl = load_template(template) if isinstance(template, str) else template
     title = data_text(item.title, tokenizer, 120)

@@ -16,11 +16,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from fusionrec.agent import softtokens
+from fusionrec.agent.decode import greedy_ids, stop_ids, stream_text
+from fusionrec.agent.projector import Projectors
+from fusionrec.agent.prompt import RankPrompt
 
-from agent import softtokens
-from agent.decode import greedy_ids, stop_ids, stream_text
-from agent.projector import Projectors
-from agent.prompt import RankPrompt
 from fusionrec.types import Candidate, Ranking
 
 
@@ -114,7 +114,7 @@ def content_free_candidates(n: int) -> list[Candidate]:
 def label_prior(model: Any, tokenizer: Any, template: Any, n: int, **prompt_kwargs: Any) -> list[float]:
     """Label log-probabilities for a content-free prompt of n "N/A" candidates (contextual calibration,
     Zhao et al. 2021): what the model prefers before it sees any candidate."""
-    from agent.prompt import build_rank_prompt
+    from fusionrec.agent.prompt import build_rank_prompt
 
     prompt = build_rank_prompt(tokenizer, template, "N/A", content_free_candidates(n), **prompt_kwargs)
     return label_logprobs(model, None, prompt).tolist()

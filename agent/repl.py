@@ -34,10 +34,11 @@ HELP = """Type what you would like to watch. Commands:
 
 def prepare_all(cfg: Config, out: TextIO = sys.stderr) -> None:
     """Models, the prepared dataset and the Chroma index, each only when missing."""
-    from encoders.prepare import prepare_models
-    from retrieval.ingest import ingest
-    from retrieval.prepare import dataset_dir, prepare_dataset
-    from retrieval.search import ingested
+    from fusionrec.retrieval.ingest import ingest
+    from fusionrec.retrieval.search import ingested
+
+    from fusionrec.data.prepare import dataset_dir, prepare_dataset
+    from fusionrec.models.prepare import prepare_models
 
     print(f"preparing models ({cfg.models.profile}) ...", file=out)
     prepare_models(cfg, profile=cfg.models.profile)
@@ -81,7 +82,7 @@ class Repl:
         if cmd == "/help":
             self.say(HELP)
         elif cmd == "/reset":
-            from agent.dialogue import reset
+            from fusionrec.agent.dialogue import reset
 
             reset(self.state)
             self.pending.clear()
@@ -102,7 +103,7 @@ class Repl:
             elif cmd == "/why":
                 self.render(self.agent.why(self.state, n))
             else:
-                from agent import dialogue
+                from fusionrec.agent import dialogue
 
                 fn = dialogue.like if cmd == "/like" else dialogue.dislike
                 item_id = fn(self.state, n)
@@ -171,7 +172,7 @@ def run_repl(cfg: Config, args: argparse.Namespace, out: TextIO = sys.stdout, ag
     if getattr(args, "prepare", False):
         prepare_all(cfg)
     if agent is None:
-        from agent.agent import Agent
+        from fusionrec.agent.agent import Agent
 
         print("loading models ...", file=sys.stderr, flush=True)
         try:

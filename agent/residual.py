@@ -1,7 +1,7 @@
 """Residual scoring: final score = llm_weight x LLM score + prior_weight x prior score.
 
 The LLM score is the verbalizer's logit at each candidate's item token; the prior score is the
-collaborative prior's standardised mix (`retrieval.prior`). `llm_weight` starts at 0, so at step 0
+collaborative prior's standardised mix (`retrieval.collaborative.prior`). `llm_weight` starts at 0, so at step 0
 the hybrid ranks exactly like the prior, and training teaches the LLM the correction (ReZero-style:
 the gradient of `llm_weight` is the LLM score's covariance with the residual, so it grows only as far
 as the LLM helps). Setting either weight to 0 gives the "prior alone" and "LLM alone" rankings of the

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from agent.evidence import ARTICLE_SUFFIX
+from fusionrec.agent.evidence import ARTICLE_SUFFIX
 
 _ARTICLES = ("the", "a", "an")
 _PARENS = re.compile(r"\s*\([^)]*\)")

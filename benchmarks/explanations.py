@@ -87,8 +87,8 @@ def speech(text: str) -> Path:
 
 def script(cfg: Any, half: str) -> list[dict[str, Any]]:
     """The turns: request text (or a spoken/poster attachment) and the user's liked films."""
-    from retrieval.loo import candidates_path, read_candidates
-    from retrieval.prepare import load_prepared
+    from fusionrec.data.loo import candidates_path, read_candidates
+    from fusionrec.data.prepare import load_prepared
 
     items = {i.id: i for i in load_prepared(cfg, cfg.data.dataset)[0]}
     requests = [
@@ -120,10 +120,9 @@ def baseline(agent: Any, item: Any, request: str) -> dict[str, Any]:
     """The previous explainer on the same item: the whole facts in the prompt, unconstrained greedy
     decoding, the facts-only fact check."""
     import torch
-
-    from agent.decode import greedy_ids, stop_ids, stream_text
-    from agent.explain import check_explanation
-    from agent.prompt import explain_prompt
+    from fusionrec.agent.decode import greedy_ids, stop_ids, stream_text
+    from fusionrec.agent.explain import check_explanation
+    from fusionrec.agent.prompt import explain_prompt
 
     t0 = time.perf_counter()
     text, opening = explain_prompt(agent.tokenizer, agent.template, item, request)
@@ -140,7 +139,8 @@ def baseline(agent: Any, item: Any, request: str) -> dict[str, Any]:
 
 
 def run(agent: Any, turns: list[dict[str, Any]], n: int, with_baseline: bool, cache_check: int) -> list[dict]:
-    from agent.evidence import TurnContext
+    from fusionrec.agent.evidence import TurnContext
+
     from fusionrec.types import Attachment, DialogueState, Turn
 
     rows: list[dict] = []
@@ -196,7 +196,7 @@ def run(agent: Any, turns: list[dict[str, Any]], n: int, with_baseline: bool, ca
 
 
 def summarise(rows: list[dict]) -> dict[str, Any]:
-    from evaluation.metrics import aggregate, paired_difference
+    from fusionrec.evaluation.metrics import aggregate, paired_difference
 
     passed = [float(r["pass"]) for r in rows]
     cited = [float(bool(r["cited"])) for r in rows]
@@ -280,8 +280,9 @@ def markdown(rows: list[dict], summary: dict[str, Any], command: str, meta: dict
 def recheck(cfg: Any, path: Path) -> dict[str, float]:
     """The fact check of today on the texts saved in `path` (decoding does not depend on it): the
     grounded texts with their evidence, the previous explainer's with the facts only."""
-    from agent.explain import check_explanation
-    from retrieval.prepare import load_prepared
+    from fusionrec.agent.explain import check_explanation
+
+    from fusionrec.data.prepare import load_prepared
 
     items = {i.id: i for i in load_prepared(cfg, cfg.data.dataset)[0]}
     titles = sorted({i.title for i in items.values()})
@@ -338,8 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(recheck(cfg, Path(args.recheck)), indent=1))
         return 0
     import torch
-
-    from agent.agent import Agent
+    from fusionrec.agent.agent import Agent
 
     agent = Agent(cfg)
     turns = script(cfg, args.half)
@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown:
         Path(args.markdown).write_text(markdown(rows, summary, command, meta) + "\n", encoding="utf-8")
     if args.summary:
-        from evaluation.summary import write_section
+        from fusionrec.evaluation.summary import write_section
 
         section = {
             "sampled": summary["sampled"],

@@ -43,8 +43,8 @@ TOKENS_PER_CANDIDATE = 8  # the generation budget: enough for "A, B, C, ..." or 
 def generate_full(agent: object, prompt: object) -> tuple[str, int, list[int], list[str]]:
     """Greedy generation until every candidate is named (or a stop token, or the budget):
     (text, tokens generated, candidate order, invalid answers)."""
-    from agent.decode import greedy_ids, stop_ids
-    from agent.rank import parse_generated, prompt_embeds
+    from fusionrec.agent.decode import greedy_ids, stop_ids
+    from fusionrec.agent.rank import parse_generated, prompt_embeds
 
     n = len(prompt.candidates)
     embeds = prompt_embeds(agent.model, agent.projectors, prompt)
@@ -64,7 +64,7 @@ def generate_full(agent: object, prompt: object) -> tuple[str, int, list[int], l
 
 
 def bench_same_prompt(agent: object, sets: list[tuple[str, list]]) -> dict:
-    from agent.rank import rank_verbalizer
+    from fusionrec.agent.rank import rank_verbalizer
 
     rows = []
     rank_verbalizer(agent.model, agent.projectors, agent.build_prompt(*sets[0]))  # one-off costs
@@ -133,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = resolve_config(args.config, overrides)
     env.configure(offline=cfg.models.profile != "online")
     import torch
+    from fusionrec.agent.agent import Agent
 
-    from agent.agent import Agent
-    from encoders.registry import source
+    from fusionrec.models.registry import source
 
     load_before = os.getloadavg()
     # generation needs the listwise prompt: the zero-shot LLM reads it (the product's adapter sets its

@@ -133,7 +133,7 @@ def config(home: Path, overrides: Sequence[str]) -> Config:
 
 def systems(home: Path, base: Sequence[str] = ()) -> dict[str, Any]:
     """Name -> Retriever: each fusion strategy, then each single text-space block the store has."""
-    from retrieval.search import Retriever
+    from fusionrec.retrieval.search import Retriever
 
     out = {name: Retriever(config(home, [*base, *over])) for name, over in FUSIONS.items()}
     for block in TEXT_SPACE:
@@ -180,8 +180,9 @@ def spoken_run(
     """Each request in each voice as an audio attachment of the early retriever (``ret``, else one
     with the ``speech`` overrides); the transcript it searched (heard, then corrected toward the
     catalog) through the other systems (``all_systems``) as typed text."""
+    from fusionrec.retrieval.search import Retriever
+
     from fusionrec.types import Attachment
-    from retrieval.search import Retriever
 
     ret = ret or Retriever(config(home, [*speech, *FUSIONS["early"]]))
     ret.retrieve("", [Attachment("audio", speak(WARM_UP, *VOICES[0], cache))], k=1)  # models load here
@@ -219,9 +220,9 @@ def spoken_run(
 
 def language_check(home: Path, overrides: Sequence[str], cache: Path) -> list[dict[str, str]]:
     """What the configured speech model hears of LANGUAGES (transcript and detected language)."""
-    from encoders import registry
+    from fusionrec import encoders
 
-    audio = registry.load_audio_encoder(config(home, overrides))
+    audio = encoders.load_audio_encoder(config(home, overrides))
     out = []
     for voice, text in LANGUAGES:
         heard, language = audio.transcribe(speak(text, voice, VOICES[0][1], cache))
@@ -232,7 +233,7 @@ def language_check(home: Path, overrides: Sequence[str], cache: Path) -> list[di
 # --- aggregation ---------------------------------------------------------------------------------
 def table(run: dict[str, Any], requests: list[dict]) -> dict[str, dict[str, Any]]:
     """Per system: mean hit@k with a bootstrap interval, and hit@5 per kind."""
-    from evaluation.metrics import aggregate
+    from fusionrec.evaluation.metrics import aggregate
 
     out = {}
     for name, per in run["systems"].items():
@@ -249,7 +250,7 @@ def table(run: dict[str, Any], requests: list[dict]) -> dict[str, dict[str, Any]
 
 
 def paired(a: dict, b: dict, requests: list[dict], key: str = "hit@5") -> list[float]:
-    from evaluation.metrics import paired_difference
+    from fusionrec.evaluation.metrics import paired_difference
 
     return paired_difference([a[r["id"]][key] for r in requests], [b[r["id"]][key] for r in requests])
 
@@ -274,7 +275,7 @@ def comparisons(typed: dict, spoken: dict | None, requests: list[dict]) -> dict[
 
 
 def latency(typed: dict, spoken: dict | None) -> dict[str, Any]:
-    from evaluation.metrics import latency_summary
+    from fusionrec.evaluation.metrics import latency_summary
 
     out = {"typed": latency_summary(typed["seconds"])}
     if spoken:
@@ -304,7 +305,7 @@ def fusion_grid() -> dict[str, list[str]]:
 
 def speech_grid(models_dir: Path) -> dict[str, list[str]]:
     """Spoken-request grid: model x beam x domain prompt, and temperature fallback off for the best."""
-    from encoders.config import SPEECH_PROMPT
+    from fusionrec.models.config import SPEECH_PROMPT
 
     grid: dict[str, list[str]] = {}
     for model in ("tiny.en", "base"):
@@ -331,16 +332,17 @@ def correction_grid(
     (a first pass with correction off; the audio encoder then keeps every clip's features), so the rows
     differ by the correction and the search only. ``seconds_p50`` per row is the spoken request
     without transcription; the first row with a bonus also pays Whisper's scoring of each clip."""
-    from encoders import registry
-    from evaluation.metrics import latency_summary
-    from retrieval.search import Retriever
+    from fusionrec.evaluation.metrics import latency_summary
+    from fusionrec.retrieval.search import Retriever
+
+    from fusionrec import encoders
 
     early = [*overrides, *FUSIONS["early"]]
     found = {"early": Retriever(config(home, early))}
     typed = table(typed_run(requests, found), requests)["early"]
     out: dict[str, Any] = {"typed early": {k: typed[k] for k in ("hit@1", "hit@5", "hit@10")}}
     ret = Retriever(config(home, [*early, "retrieval.speech_correction=0"]))
-    registry.load_audio_encoder(ret.cfg).memo.size = len(requests) * len(VOICES) + 1
+    encoders.load_audio_encoder(ret.cfg).memo.size = len(requests) * len(VOICES) + 1
     spoken_run(requests, found, home, (), cache, all_systems=False, ret=ret)  # Whisper hears every clip
     for bonus in CORRECTION_BONUS:
         ret.cfg = config(home, [*early, f"retrieval.speech_correction={bonus}"])
@@ -360,8 +362,8 @@ def correction_grid(
 
 def tune(args: argparse.Namespace, requests: list[dict], home: Path) -> dict[str, Any]:
     """The grids on the tuning half; each row: hit@1/5/10 (spoken: + WER, seconds per request)."""
-    from evaluation.metrics import latency_summary
-    from retrieval.search import Retriever
+    from fusionrec.evaluation.metrics import latency_summary
+    from fusionrec.retrieval.search import Retriever
 
     out: dict[str, Any] = {}
     if args.tune == "correction":
@@ -509,7 +511,7 @@ def main() -> int:
         "machine": {"cpus": os.cpu_count(), "load_avg": list(os.getloadavg()), "torch_threads": args.threads},
     }
     if spoken is not None:
-        from encoders import registry
+        from fusionrec.models import registry
 
         result["spoken"] = table(spoken, chosen)
         m = cfg.models
@@ -534,7 +536,7 @@ def main() -> int:
         if half != "report":
             print("error: --summary reports the report half only", file=sys.stderr)
             return 2
-        from evaluation.summary import write_section
+        from fusionrec.evaluation.summary import write_section
 
         write_section(Path(args.summary), "requests", summary_section(result))
         print(f"wrote the 'requests' section of {args.summary}")

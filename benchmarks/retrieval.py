@@ -58,7 +58,7 @@ FILTERS: dict[str, tuple[dict[str, Any], bool, Any]] = {
 # --- Chroma latency ------------------------------------------------------------------------------
 def synthetic(n: int, seed: int = 0) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
     """n random 384-d unit vectors with item metadata (year, 1-3 genre flags); same seed, same data."""
-    from retrieval.store import genre_key
+    from fusionrec.retrieval.store import genre_key
 
     rng = np.random.default_rng(seed)
     vecs = rng.normal(size=(n, DIM)).astype(np.float32)
@@ -78,7 +78,7 @@ def _home_config(home: Path, server_url: str = "") -> Any:
 
 def build_store(home: Path, n: int) -> float:
     """Fill a fresh embedded store under `home` with the synthetic records; returns records per second."""
-    from retrieval.store import Store
+    from fusionrec.retrieval.store import Store
 
     ids, vecs, metas = synthetic(n)
     store = Store(_home_config(home), DATASET)
@@ -124,8 +124,8 @@ def measure_mode(
 ) -> dict:
     """One store (embedded or server): unfiltered, then per filter Chroma's own filter ("exact") and
     `Store.query` ("fast"): latency, recall@TOP against brute force, identical-id share."""
-    from retrieval import filtered
-    from retrieval.store import Store, hidden
+    from fusionrec.retrieval import filtered
+    from fusionrec.retrieval.store import Store, hidden
 
     store = Store(cfg, DATASET)
     col = store.get(KIND)
@@ -159,7 +159,7 @@ def measure_mode(
 
 
 def chroma_latency(sizes: list[int], n_queries: int, workdir: Path, cache: Path) -> list[dict[str, Any]]:
-    from retrieval.store import build_where, chroma_server
+    from fusionrec.retrieval.store import build_where, chroma_server
 
     rows = []
     for n in sizes:
@@ -198,31 +198,33 @@ def chroma_latency(sizes: list[int], n_queries: int, workdir: Path, cache: Path)
 # --- ingest throughput ---------------------------------------------------------------------------
 def _encoder_rate(modality: str, items: list, batch: int) -> float:
     """Items per second of the encoder alone, on the same inputs, in the same batches."""
-    from encoders import registry
-    from retrieval.ingest import VIDEO_FPS, item_text
+    from fusionrec.retrieval.ingest import VIDEO_FPS, item_text
+
+    from fusionrec import encoders
 
     cfg = _CFG
     start = time.perf_counter()
     for lo in range(0, len(items), batch):
         part = items[lo : lo + batch]
         if modality == "text":
-            registry.load_text_encoder(cfg).encode([item_text(i) for i in part])
+            encoders.load_text_encoder(cfg).encode([item_text(i) for i in part])
         elif modality == "image":
-            registry.load_image_encoder(cfg).features([i.media["image"] for i in part])
+            encoders.load_image_encoder(cfg).features([i.media["image"] for i in part])
         elif modality == "audio":
-            registry.load_audio_encoder(cfg).encode([i.media["audio"] for i in part], transcribe=False)
+            encoders.load_audio_encoder(cfg).encode([i.media["audio"] for i in part], transcribe=False)
         elif modality == "video":
-            video = registry.load_video_encoder(cfg)
+            video = encoders.load_video_encoder(cfg)
             for i in part:
                 video.encode(i.media["video"], fps=VIDEO_FPS, with_audio=False)
     return len(items) / (time.perf_counter() - start)
 
 
 def ingest_throughput(cfg: Any, n_items: int, n_media: int) -> list[dict[str, Any]]:
-    from encoders import registry
-    from retrieval.generated_media import add_generated_media
-    from retrieval.ingest import ingest
-    from retrieval.prepare import load_prepared, prepare_dataset
+    from fusionrec.retrieval.ingest import ingest
+
+    from fusionrec import encoders
+    from fusionrec.data.generated_media import add_generated_media
+    from fusionrec.data.prepare import load_prepared, prepare_dataset
 
     dataset = "movielens-100k"
     if not (cfg.data_dir / dataset / "items.jsonl").is_file():
@@ -231,20 +233,20 @@ def ingest_throughput(cfg: Any, n_items: int, n_media: int) -> list[dict[str, An
     with_poster = [i for i in catalog if "image" in i.media and i.text][:n_items]
     media_items = [i for i in with_poster[:n_media]]
     add_generated_media(cfg, dataset, media_items, progress=False)  # made once, not timed
-    for loader in (registry.load_text_encoder, registry.load_image_encoder, registry.load_audio_encoder,
-                   registry.load_video_encoder):  # fmt: skip
+    for loader in (encoders.load_text_encoder, encoders.load_image_encoder, encoders.load_audio_encoder,
+                   encoders.load_video_encoder):  # fmt: skip
         loader(cfg)  # model loading is not part of either rate
     plan = [("text", with_poster), ("image", with_poster), ("audio", media_items), ("video", media_items)]
     rows = []
     for modality, items in plan:
         frames = Path(tempfile.mkdtemp(prefix="fusionrec-bench-frames-"))
-        registry.load_video_encoder(cfg).cache_dir = frames  # cold frame cache for the ingest run
+        encoders.load_video_encoder(cfg).cache_dir = frames  # cold frame cache for the ingest run
         run_cfg = load_config(None, [f"retrieval.collection=bench_{modality}", f"paths.home={cfg.paths.home}",
                                      f"models.profile={cfg.models.profile}"])  # fmt: skip
         report = ingest(run_cfg, dataset, modalities=[modality], progress=False, catalog=items)
         assert report.written == len(items), report.summary()
         ingest_rate = len(items) / report.seconds
-        registry.load_video_encoder(cfg).cache_dir = Path(tempfile.mkdtemp(prefix="fusionrec-bench-frames-"))
+        encoders.load_video_encoder(cfg).cache_dir = Path(tempfile.mkdtemp(prefix="fusionrec-bench-frames-"))
         enc_rate = _encoder_rate(modality, items, cfg.retrieval.batch_size)
         rows.append({
             "modality": modality,

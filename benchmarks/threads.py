@@ -39,9 +39,9 @@ def worker(threads: int, prompt: int, tokens: int, overrides: list[str]) -> dict
     """Load the LLM, then time one prompt read and `tokens` cached decode steps."""
     import torch
 
-    from encoders import registry
     from fusionrec import env
     from fusionrec.cli import resolve_config
+    from fusionrec.models import registry
 
     cfg = resolve_config("", overrides)
     env.configure(offline=cfg.models.profile != "online")

@@ -68,7 +68,7 @@ def speech(text: str) -> Path:
 
 def script(cfg: object, n: int) -> list[list[tuple[str, list[tuple[str, str]]]]]:
     """The dialogues: per turn (text, [(kind, path)])."""
-    from retrieval.prepare import load_prepared
+    from fusionrec.data.prepare import load_prepared
 
     posters = {i.id: i.media.get("image", "") for i in load_prepared(cfg, cfg.data.dataset)[0]}
     out = []
@@ -126,8 +126,7 @@ def worker(args: argparse.Namespace, overrides: list[str]) -> int:
     cfg = resolve_config(args.config, overrides)
     env.configure(offline=cfg.models.profile != "online")
     import torch
-
-    from agent.agent import Agent
+    from fusionrec.agent.agent import Agent
 
     load = os.getloadavg()[0]
     agent = Agent(cfg)
@@ -240,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     if args.summary:
         sys.path.insert(0, str(ROOT))
-        from evaluation.summary import write_section
+        from fusionrec.evaluation.summary import write_section
 
         section = {
             "turns": len(cur["turns"]),

@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from fusionrec.encoders.memo import FileMemo
+from fusionrec.encoders.text import TextEncoder
 
-from encoders.media import MediaError, require_tool
-from encoders.memo import FileMemo
-from encoders.text import TextEncoder
+from fusionrec.media import MediaError, require_tool
 from fusionrec.vectors import l2_normalise
 
 N_MELS_CLASSIC = 80
@@ -65,7 +65,6 @@ class AudioEncoder:
         self.text_encoder = text_encoder
         dims = whisper_model.dims
         self.dim = int(dims.n_audio_state)
-        self.classic_dim = CLASSIC_DIM
         self.n_mels, self.n_ctx = int(dims.n_mels), int(dims.n_audio_ctx)
         lang = "" if whisper_model.is_multilingual else ".en"
         self.model_id = model_id or f"whisper-d{dims.n_audio_state}-l{dims.n_audio_layer}{lang}"

@@ -16,8 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-OPEN_CLIP_PREFIX = "open_clip:"
-OPEN_CLIP_LOCAL_PREFIX = "open_clip-local:"
+from fusionrec.models.registry import OPEN_CLIP_LOCAL_PREFIX, OPEN_CLIP_PREFIX
 
 _CACHE: dict[tuple[str, str], tuple[Any, Any, Any, str]] = {}
 _LOCK = threading.Lock()

@@ -2,7 +2,7 @@
 
 Two families behind one interface (`ImageEncoder`):
 
-- `TimmImageEncoder`: an ImageNet classifier saved by `encoders.convert.efficientnet` (timm state dict
+- `TimmImageEncoder`: an ImageNet classifier saved by `fusionrec.models.convert.efficientnet` (timm state dict
   in ``<folder>/model.safetensors`` + ``<folder>/config.json``). Native features are the pooled
   penultimate activations; the text space is the zero-shot bridge
   ``softmax(logits) @ text_encoder(ImageNet class names)``, or, when a projector file is given
@@ -14,7 +14,7 @@ Two families behind one interface (`ImageEncoder`):
 
 `open_image_encoder(source, device, text_encoder, projector)` reads "timm:<folder>",
 "open_clip:ARCH/TAG" or "open_clip-local:<folder>" (see `encoders.clip`); the configured one comes
-from `encoders.registry.load_image_encoder(cfg)`.
+from `fusionrec.encoders.load_image_encoder(cfg)`.
 """
 
 from __future__ import annotations
@@ -32,13 +32,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from fusionrec.encoders.clip import is_open_clip, load_open_clip
+from fusionrec.encoders.text import ClipTextEncoder, TextEncoder
 
-from encoders.clip import OPEN_CLIP_LOCAL_PREFIX, is_open_clip, load_open_clip
-from encoders.media import MediaError, open_image_checked
-from encoders.text import ClipTextEncoder, TextEncoder
+from fusionrec.media import MediaError, open_image_checked
+from fusionrec.models.registry import OPEN_CLIP_LOCAL_PREFIX, TIMM_PREFIX
 from fusionrec.vectors import l2_normalise
 
-TIMM_PREFIX = "timm:"
 CLIP_PROMPT = "a photo of a {}."
 
 
@@ -65,7 +65,7 @@ DECODE_FACTOR = 4  # images are decoded with a short side of at most this many t
 def open_image(path: str | Path, min_side: int = 0) -> Any:
     """An RGB PIL image (EXIF rotation applied); MediaError naming the file if it cannot be read.
 
-    Images over the pixel limit (`encoders.media.max_image_megapixels`) are refused from the header,
+    Images over the pixel limit (`fusionrec.media.max_image_megapixels`) are refused from the header,
     before any decode. With `min_side`, an image whose short side is longer is decoded at reduced
     size (JPEG DCT scaling, then a bicubic thumbnail) to a short side of about `min_side`, so peak
     memory stays bounded; smaller images are decoded exactly as they are.
@@ -302,7 +302,7 @@ class TimmImageEncoder(ImageEncoder):
 
     def _load_projector(self, path: str | Path) -> Any:
         """The poster projector for this encoder pair; the model id then names it (a new file re-ingests)."""
-        from encoders.poster_projector import file_tag, load_projector
+        from fusionrec.encoders.poster_projector import file_tag, load_projector
 
         if self.text_encoder is None:
             raise ValueError(f"{path}: a poster projector needs a text encoder (its target space)")

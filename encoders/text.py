@@ -8,7 +8,7 @@
 
 `open_text_encoder(source, device)` picks one from the source string ("tfidf:<file>",
 "open_clip:ARCH/TAG", "open_clip-local:<folder>", else sentence-transformers); the configured one
-comes from `encoders.registry.load_text_encoder(cfg)`.
+comes from `encoders.encoders.load_text_encoder(cfg)`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fusionrec.encoders.clip import embed_dim, is_open_clip, load_open_clip
 
-from encoders.clip import embed_dim, is_open_clip, load_open_clip
 from fusionrec.vectors import l2_normalise
 
 TFIDF_PREFIX = "tfidf:"

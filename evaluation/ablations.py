@@ -22,12 +22,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-
-from evaluation.baselines import RetrievalRanker, load_cross, order_by
-from evaluation.metrics import aggregate, example_metrics, kendall_tau, paired_difference
-from evaluation.records import Records
-from evaluation.vectors import MODALITIES, MODALITY_BLOCKS, NATIVE_BLOCK, has_blocks
-from retrieval.fusion import block_weight
+from fusionrec.evaluation.baselines import RetrievalRanker, load_cross, order_by
+from fusionrec.evaluation.metrics import aggregate, example_metrics, kendall_tau, paired_difference
+from fusionrec.evaluation.records import Records
+from fusionrec.evaluation.vectors import MODALITIES, MODALITY_BLOCKS, NATIVE_BLOCK, has_blocks
+from fusionrec.retrieval.fusion import block_weight
 
 FUSIONS = ("early", "late", "cross")
 SETS = (("text",), ("text", "image"), ("text", "audio"), ("text", "video"), MODALITIES)
@@ -252,7 +251,7 @@ def _llm_sets(singles: Sequence[str]) -> tuple[list[tuple[str, ...]], list[tuple
 
 def llm_item_token_ablation(run: Any) -> dict[str, Any]:
     """The verbalizer's ranking under different item tokens, on the `llm_ablation_limit` users."""
-    from evaluation.llm import ItemTokenAblation, LLMRanker
+    from fusionrec.evaluation.llm import ItemTokenAblation, LLMRanker
 
     cfg, ecfg, table = run.cfg, run.ecfg, run.table
     prefix = "lora" if run.adapter is not None and run.adapter.is_dir() else "zeroshot"

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from fusionrec.evaluation.vectors import VectorTable, blocks_of
+from fusionrec.retrieval.collaborative.bpr import BPRModel
 
-from evaluation.vectors import VectorTable, blocks_of
 from fusionrec.types import Interaction
-from retrieval.collaborative import BPRModel
 
 
 def order_by(candidates: Sequence[str], scores: Sequence[float]) -> list[str]:
@@ -62,7 +62,7 @@ class PopularityRanker:
 
 @dataclass
 class BPRRanker:
-    """BPR-MF (retrieval.collaborative) scores: the user's factors, else the context items' mean."""
+    """BPR-MF (retrieval.collaborative.bpr) scores: the user's factors, else the context items' mean."""
 
     model: BPRModel
     name: str = "bpr"
@@ -77,9 +77,9 @@ class BPRRanker:
 
 @dataclass
 class SASRecRanker:
-    """SASRec (retrieval.sequential) next-item scores after the user's history (oldest first)."""
+    """SASRec (retrieval.collaborative.sasrec) next-item scores after the user's history (oldest first)."""
 
-    model: Any  # retrieval.sequential.SASRecModel
+    model: Any  # retrieval.collaborative.sasrec.SASRecModel
     name: str = "sasrec"
 
     def rank(self, key: str, candidates: Sequence[str], context: Sequence[str] = ()) -> list[str]:
@@ -100,7 +100,7 @@ def retrieval_scores(
     """Similarity of each candidate to the user's history in the blocks of `modalities`, fused by
     `fusion` (`retrieval.fusion.profile_scores`); the user's profile in a block is the unit mean of
     the history items' vectors there."""
-    from retrieval.fusion import profile_scores
+    from fusionrec.retrieval.fusion import profile_scores
 
     blocks = [b for b in blocks_of(modalities) if b in table.blocks()]
     profile = {b: p for b in blocks if (p := table.profile(b, history)) is not None}
@@ -123,8 +123,7 @@ def cross_weights(
 ) -> Any:
     """(n, M) attention weights over the module's blocks for each candidate (masked to `present`)."""
     import torch
-
-    from retrieval.fusion import cross_inputs
+    from fusionrec.retrieval.fusion import cross_inputs
 
     blocks = [present[c] for c in candidates]
     inputs = cross_inputs(module, profile.get("text"), _rows(table, candidates), blocks)
@@ -135,7 +134,7 @@ def cross_weights(
 def load_cross(cfg: Any, table: VectorTable) -> tuple[Any, bool]:
     """The cross-modal module ``retrieval.cross_weights`` names when it fits the table's blocks, else
     an untrained one (`retrieval.fusion.load_cross_fusion`)."""
-    from retrieval.fusion import load_cross_fusion, query_dim
+    from fusionrec.retrieval.fusion import load_cross_fusion, query_dim
 
     dims = {b: table.dims[b] for b in table.blocks()}
     return load_cross_fusion(cfg, dims, query_dim(table.dims))

@@ -36,6 +36,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _eval(cfg: Config, args: argparse.Namespace) -> int:
-    from evaluation.run import eval_command
+    from fusionrec.evaluation.run import eval_command
 
     return eval_command(cfg, args)

@@ -27,7 +27,7 @@ class EvalConfig:
     bpr_epochs: int = 40  # BPR-MF passes over the training interactions
     bpr_lr: float = 0.05  # BPR-MF learning rate (SGD)
     bpr_reg: float = 0.002  # BPR-MF L2 regularisation
-    sasrec_epochs: int = 0  # SASRec baseline epochs (0 = retrieval.sequential.train_sasrec's default)
+    sasrec_epochs: int = 0  # SASRec baseline epochs (0 = retrieval.collaborative.sasrec.train_sasrec's default)
     redial_splits: list[str] = field(default_factory=lambda: ["test"])  # test | valid
     redial_pool: int = 100  # ReDial: retrieved candidates ranked per turn (0 = the whole catalog)
     redial_context_turns: int = 6  # ReDial: dialogue messages used as the query / LLM history

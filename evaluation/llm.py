@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fusionrec.agent.checkpoint import training_prompt
+from fusionrec.evaluation.vectors import MODALITY_BLOCKS, NATIVE_BLOCK, PROJECTOR_OF, VectorTable
+from fusionrec.retrieval.collaborative.bpr import with_collab
 
-from agent.checkpoint import training_prompt
-from evaluation.vectors import MODALITY_BLOCKS, NATIVE_BLOCK, PROJECTOR_OF, VectorTable
 from fusionrec.config import Config
 from fusionrec.types import Candidate, Item, Turn
-from retrieval.collaborative import with_collab
 
 # The leave-one-out request and history format of finetune/prompts.py (`SEQ_REQUEST`,
 # `history_attachments`): the watched items are attachments of kind "item" (title as data + the
@@ -36,7 +36,7 @@ def history_attachments(
     items: Mapping[str, Item], history: Sequence[str], vectors: Mapping[str, np.ndarray] | None, n: int = 20
 ) -> list[Any]:
     """The `n` most recent watched items as attachments (vector None = title only)."""
-    from agent.prompt import AttachmentInput
+    from fusionrec.agent.prompt import AttachmentInput
 
     out = []
     for i in history[-n:] if n > 0 else []:
@@ -76,14 +76,14 @@ def checkpoint_settings(folder: Path | None) -> dict[str, Any]:
 def find_adapter(cfg: Config) -> Path | None:
     """The adapter the agent would load (`agent.resolve_adapter`): `agent.adapter` as a folder, the
     shipped one when it fits the LLM, else None. Checkpoints it is not told about are never used."""
-    from agent.agent import resolve_adapter
+    from fusionrec.agent.agent import resolve_adapter
 
     return resolve_adapter(cfg)[0]
 
 
 def make_agent(cfg: Config, adapter: Path | None, retriever: Any = None) -> Any:
     """An Agent on a copy of `cfg` with `agent.adapter` set to `adapter` ("" = zero-shot)."""
-    from agent.agent import Agent
+    from fusionrec.agent.agent import Agent
 
     c = dataclasses.replace(cfg, agent=dataclasses.replace(cfg.agent, adapter=str(adapter or "")))
     return Agent(c, retriever=retriever)
@@ -119,7 +119,7 @@ class LLMRanker:
         vectors: Any = True,
     ) -> Any:
         """The ranking prompt; `vectors` True = the agent's item vectors, a dict = these, None = none."""
-        from agent.prompt import build_rank_prompt, load_template
+        from fusionrec.agent.prompt import build_rank_prompt, load_template
 
         if vectors is True:
             vectors = self.agent.item_vectors([c.item for c in candidates])
@@ -153,7 +153,7 @@ class LLMRanker:
         return self.prompt(SEQ_REQUEST, cands, attachments=atts, vectors=vectors)
 
     def rank_prompt(self, prompt: Any, t0: float | None = None) -> LLMResult:
-        from agent.rank import parse_generated
+        from fusionrec.agent.rank import parse_generated
 
         t0 = time.perf_counter() if t0 is None else t0
         ranking = self.agent.rank(prompt, self.method)
@@ -181,7 +181,7 @@ def explain_check(
     agent: Any, item: Item, request: str, template: str, titles: Sequence[str], genres: Sequence[str]
 ):
     """Generate one explanation of `item` and fact-check it: (passed, seconds, problems, raw text)."""
-    from agent.explain import explain
+    from fusionrec.agent.explain import explain
 
     t0 = time.perf_counter()
     res = explain(
@@ -258,8 +258,8 @@ class ItemTokenAblation:
     ) -> np.ndarray:
         """(n,) label log-probs with the item slots (`slot_items`: slot key -> item id; default: the
         candidates' slots) filled from `modalities`; None = the prompt as built."""
-        from agent.prompt import SoftInput
-        from agent.rank import label_logprobs
+        from fusionrec.agent.prompt import SoftInput
+        from fusionrec.agent.rank import label_logprobs
 
         self.passes += 1
         if modalities is None:
@@ -296,7 +296,7 @@ class ItemTokenAblation:
         history: Sequence[str],
     ) -> np.ndarray:
         """Per-modality log-probs weighted by the cross-modal attention over the item's blocks."""
-        from evaluation.baselines import cross_weights
+        from fusionrec.evaluation.baselines import cross_weights
 
         module = self.cross
         profile = {b: p for b in module.blocks if (p := self.table.profile(b, history)) is not None}

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from evaluation import protocols
-from evaluation.baselines import (
+from fusionrec.evaluation import protocols
+from fusionrec.evaluation.baselines import (
     BPRRanker,
     PopularityRanker,
     RandomRanker,
@@ -26,7 +26,7 @@ from evaluation.baselines import (
     load_cross,
     order_by,
 )
-from evaluation.llm import (
+from fusionrec.evaluation.llm import (
     LLMRanker,
     PromptSettings,
     checkpoint_settings,
@@ -35,9 +35,9 @@ from evaluation.llm import (
     liked_request,
     make_agent,
 )
-from evaluation.metrics import aggregate, ratio
-from evaluation.records import Records
-from evaluation.systems import (
+from fusionrec.evaluation.metrics import aggregate, ratio
+from fusionrec.evaluation.records import Records
+from fusionrec.evaluation.systems import (
     CLASSIC,
     RESIDUAL_VIEWS,
     llm_names,
@@ -47,11 +47,12 @@ from evaluation.systems import (
     shipped_system,
     summarize,
 )
-from evaluation.vectors import load_vectors
+from fusionrec.evaluation.vectors import load_vectors
+from fusionrec.retrieval.collaborative.bpr import train_bpr
+from fusionrec.retrieval.collaborative.prior import PRIOR_FILE
+
 from fusionrec.config import Config
-from retrieval.collaborative import train_bpr
-from retrieval.prior import PRIOR_FILE
-from retrieval.splits import user_sequences
+from fusionrec.data.splits import user_sequences
 
 log = logging.getLogger(__name__)
 PROTOCOL = "ml100k-loo"
@@ -62,7 +63,7 @@ def open_retriever(cfg: Config) -> Any:
     if not cfg.retrieval.server_url and not cfg.chroma_dir.is_dir():
         return None  # do not create an empty store
     try:
-        from retrieval.search import Retriever
+        from fusionrec.retrieval.search import Retriever
 
         return Retriever(cfg)
     except Exception as exc:  # no ingested catalog: the agent encodes item vectors itself
@@ -74,7 +75,7 @@ class LOORun:
     """Data, subsets and lazily built systems of one leave-one-out evaluation."""
 
     def __init__(self, cfg: Config, folder: Path) -> None:
-        from retrieval.prepare import load_prepared
+        from fusionrec.data.prepare import load_prepared
 
         self.cfg, self.folder, self.ecfg = cfg, folder, cfg.eval
         items, interactions = load_prepared(cfg, protocols.ML100K)
@@ -144,7 +145,7 @@ class LOORun:
         return PromptSettings(**base)
 
     def templates(self) -> list[str]:
-        from agent.prompt import template_names
+        from fusionrec.agent.prompt import template_names
 
         return list(self.ecfg.templates) or template_names()
 
@@ -160,7 +161,7 @@ class LOORun:
         elif self.adapter is not None:
             unavailable["lora"] = f"agent.adapter={self.adapter} is not a folder"
         else:
-            from agent.agent import resolve_adapter
+            from fusionrec.agent.agent import resolve_adapter
 
             unavailable["lora"] = f"no adapter ({resolve_adapter(self.cfg)[1]})"
         return names, unavailable
@@ -191,7 +192,7 @@ class LOORun:
             }
             return BPRRanker(model)
         if name == "sasrec":
-            from retrieval.sequential import train_sasrec
+            from fusionrec.retrieval.collaborative.sasrec import train_sasrec
 
             epochs = {"epochs": ecfg.sasrec_epochs} if ecfg.sasrec_epochs > 0 else {}
             sas = train_sasrec(
@@ -292,7 +293,7 @@ class LOORun:
         agent = self._agents.get("lora")
         if agent is not None and agent.prior is not None:
             return f"lora-prior: {agent.prior.name}"
-        from retrieval.prior import Prior
+        from fusionrec.retrieval.collaborative.prior import Prior
 
         return f"lora-prior: {Prior.load(self.adapter).name}"
 
@@ -353,7 +354,7 @@ class LOORun:
 
 def run_loo(cfg: Config, folder: Path, wanted: str) -> dict[str, Any]:
     """Evaluate the selected systems; returns the protocol's section of the report."""
-    from evaluation.ablations import llm_item_token_ablation, retrieval_ablations
+    from fusionrec.evaluation.ablations import llm_item_token_ablation, retrieval_ablations
 
     run = LOORun(cfg, folder)
     available, unavailable = run.available()

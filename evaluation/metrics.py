@@ -48,14 +48,6 @@ def reciprocal_rank(rank: int | None) -> float:
     return shared.reciprocal_rank(_zero_based(rank))
 
 
-def recall_at(ranked: Sequence[str], targets: Iterable[str], k: int) -> float:
-    """Recall@k: the share of the targets found in the top k (0 when there are no targets)."""
-    wanted = set(targets)
-    if not wanted:
-        return 0.0
-    return len(wanted & set(ranked[:k])) / len(wanted)
-
-
 def example_metrics(
     ranked: Sequence[str], target: str, ks: Sequence[int] = DEFAULT_KS, ndcg_ks: Sequence[int] = NDCG_KS
 ) -> dict[str, float]:

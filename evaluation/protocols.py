@@ -1,6 +1,6 @@
 """Evaluation protocols: ML-100k leave-one-out with 20 candidates, and ReDial recommender turns.
 
-ML-100k leave-one-out (`retrieval.loo`, shared with finetune, which saves the sets to
+ML-100k leave-one-out (`fusionrec.data.loo`, shared with finetune, which saves the sets to
 ``cfg.data_dir/movielens-100k/candidates_{valid,test}.json``): each user's items sorted by
 (timestamp, item id); the last one is the test target, the one before the validation target; the
 history is the up-to-`history_len` most recent items before the target (oldest first); the
@@ -25,15 +25,15 @@ from typing import Any
 import numpy as np
 
 from fusionrec.config import Config
+from fusionrec.data import loo
+from fusionrec.data.loo import ExampleError, LOOExample, NegativeSampler, eval_examples, leave_one_out
+from fusionrec.data.splits import user_sequences
 from fusionrec.types import Interaction
-from retrieval import loo
-from retrieval.loo import ExampleError, LOOExample, NegativeSampler, eval_examples, leave_one_out
-from retrieval.splits import user_sequences
 
 ML100K = "movielens-100k"
 
 # A candidate file or dialogue record is malformed (the message names the file and the record): the
-# error of `retrieval.loo`, under the name `fusionrec eval` reports.
+# error of `fusionrec.data.loo`, under the name `fusionrec eval` reports.
 ProtocolError = ExampleError
 
 
@@ -66,7 +66,7 @@ def build_loo(
     num_negatives: int = 19,
     history_len: int = 20,
 ) -> list[LOOExample]:
-    """The leave-one-out examples of one split with random negatives (`retrieval.loo.eval_examples`,
+    """The leave-one-out examples of one split with random negatives (`fusionrec.data.loo.eval_examples`,
     what finetune saves with random negatives): users with at least 3 items."""
     splits = leave_one_out(user_sequences(interactions))
     return eval_examples(

@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fusionrec.evaluation import protocols
+from fusionrec.evaluation.baselines import RandomRanker
+from fusionrec.evaluation.llm import LLMRanker, PromptSettings, make_agent
+from fusionrec.evaluation.metrics import aggregate, latency_summary, paired_difference, rank_of
+from fusionrec.evaluation.records import Records
+from fusionrec.evaluation.systems import select
 
-from evaluation import protocols
-from evaluation.baselines import RandomRanker
-from evaluation.llm import LLMRanker, PromptSettings, make_agent
-from evaluation.metrics import aggregate, latency_summary, paired_difference, rank_of
-from evaluation.records import Records
-from evaluation.systems import select
 from fusionrec.config import Config
 from fusionrec.types import Interaction, Turn
 
@@ -107,7 +107,7 @@ def run_redial(cfg: Config, folder: Path, wanted: str) -> dict[str, Any]:
     """Evaluate the selected systems on ReDial's evaluated split(s); returns the report section."""
     from tqdm import tqdm
 
-    from retrieval.prepare import load_dialogues, load_prepared
+    from fusionrec.data.prepare import load_dialogues, load_prepared
 
     ecfg = cfg.eval
     items, _ = load_prepared(cfg, DATASET)
@@ -135,7 +135,7 @@ def run_redial(cfg: Config, folder: Path, wanted: str) -> dict[str, Any]:
 
     def retriever() -> Any:
         if not retrievers:
-            from retrieval.search import Retriever
+            from fusionrec.retrieval.search import Retriever
 
             retrievers.append(Retriever(cfg, DATASET))
         return retrievers[0]
@@ -172,7 +172,7 @@ def run_redial(cfg: Config, folder: Path, wanted: str) -> dict[str, Any]:
                 exclude=ex.mentioned if new else (),
             )
         if name == "bpr":
-            from retrieval.collaborative import train_bpr
+            from fusionrec.retrieval.collaborative.bpr import train_bpr
 
             model = train_bpr(dialogue_interactions(train), catalog, ecfg.collab_dim, ecfg.bpr_epochs,
                               ecfg.bpr_lr, ecfg.bpr_reg, ecfg.seed, progress=ecfg.progress)  # fmt: skip

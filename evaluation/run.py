@@ -51,7 +51,7 @@ def effective_config(cfg: Config, args: argparse.Namespace) -> Config:
 
 
 def _meta(cfg: Config) -> dict[str, Any]:
-    from encoders import registry
+    from fusionrec.models import registry
 
     meta: dict[str, Any] = {"seed": cfg.eval.seed, "profile": cfg.models.profile, "home": str(cfg.home)}
     for role, key in (("llm", "llm"), ("text_embedder", "text_embedder")):
@@ -64,8 +64,8 @@ def _meta(cfg: Config) -> dict[str, Any]:
 
 def evaluate(cfg: Config, command: str = "") -> tuple[dict[str, Any], dict[str, Path]]:
     """Run the configured protocol(s); write and return (report, written paths)."""
-    from evaluation.records import check_folder
-    from evaluation.report import write_report
+    from fusionrec.evaluation.records import check_folder
+    from fusionrec.evaluation.report import write_report
 
     ecfg = cfg.eval
     if ecfg.protocol not in PROTOCOLS:
@@ -74,7 +74,7 @@ def evaluate(cfg: Config, command: str = "") -> tuple[dict[str, Any], dict[str, 
         raise EvalError(f"eval.split={ecfg.split!r}: expected valid or test")
     summary = Path(ecfg.summary).expanduser() if ecfg.summary else None
     if summary is not None:
-        from evaluation.summary import read_summary
+        from fusionrec.evaluation.summary import read_summary
 
         try:
             read_summary(summary)  # a malformed file is refused before the run, not after it
@@ -94,23 +94,23 @@ def evaluate(cfg: Config, command: str = "") -> tuple[dict[str, Any], dict[str, 
         "protocols": {},
     }
     if ecfg.protocol in ("ml100k-loo", "all"):
-        from evaluation.loo import run_loo
+        from fusionrec.evaluation.loo import run_loo
 
         report["protocols"]["ml100k-loo"] = run_loo(cfg, folder, ecfg.systems)
     if ecfg.protocol in ("redial", "all"):
-        from evaluation.redial import run_redial
+        from fusionrec.evaluation.redial import run_redial
 
         report["protocols"]["redial"] = run_redial(cfg, folder, ecfg.systems)
     report["meta"]["seconds"] = time.perf_counter() - t0
     report["meta"]["folder"] = str(folder)
     paths = write_report(report, folder, plots=ecfg.plots)
     if summary is not None:
-        from evaluation.summary import write_summary
+        from fusionrec.evaluation.summary import write_summary
 
         paths.update(write_summary(report, summary, plots=ecfg.plots))
         if "redial" in report["protocols"]:
-            from evaluation.redial import summary_section
-            from evaluation.summary import write_section
+            from fusionrec.evaluation.redial import summary_section
+            from fusionrec.evaluation.summary import write_section
 
             write_section(summary, "redial", summary_section(report["protocols"]["redial"], command))
             paths["summary"] = summary
@@ -119,10 +119,11 @@ def evaluate(cfg: Config, command: str = "") -> tuple[dict[str, Any], dict[str, 
 
 def eval_command(cfg: Config, args: argparse.Namespace) -> int:
     """CLI entry: clear one-line errors (exit 2) for missing data, bad files or unknown systems."""
-    from evaluation.protocols import ProtocolError
-    from evaluation.records import RecordsMismatch
-    from evaluation.systems import SystemsError
-    from retrieval.prepare import DatasetNotPrepared
+    from fusionrec.evaluation.protocols import ProtocolError
+    from fusionrec.evaluation.records import RecordsMismatch
+    from fusionrec.evaluation.systems import SystemsError
+
+    from fusionrec.data.prepare import DatasetNotPrepared
 
     cfg = effective_config(cfg, args)
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from evaluation.metrics import (
+from fusionrec.evaluation.metrics import (
     aggregate_metrics,
     classify_invalid,
     example_metrics,

@@ -9,7 +9,7 @@ only from the store, and a block no item has is reported as unavailable.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,7 +33,7 @@ NATIVE_BLOCK = {"text": "text", "image": "image", "audio": "audio", "video": "vi
 
 def blocks_of(modalities: Iterable[str]) -> list[str]:
     """The vector blocks that carry the given modalities, in fusion order."""
-    from retrieval.fusion import BLOCKS
+    from fusionrec.retrieval.fusion import BLOCKS
 
     wanted = {b for m in modalities for b in MODALITY_BLOCKS[m]}
     return [b for b in BLOCKS if b in wanted]
@@ -74,8 +74,8 @@ def load_vectors(cfg: Config, items: Sequence[Item], progress: bool = False) -> 
     ids = [i.id for i in items]
     table = VectorTable()
     try:
-        from retrieval.fusion import BLOCKS
-        from retrieval.store import Store
+        from fusionrec.retrieval.fusion import BLOCKS
+        from fusionrec.retrieval.store import Store
 
         if not cfg.retrieval.server_url and not cfg.chroma_dir.is_dir():
             raise FileNotFoundError(f"{cfg.chroma_dir} does not exist (run `fusionrec ingest`)")
@@ -95,8 +95,8 @@ def load_vectors(cfg: Config, items: Sequence[Item], progress: bool = False) -> 
         table.source = f"no Chroma store ({exc}); text encoder"
     missing = [i for i in items if i.id not in table.vectors.get("text", {})]
     if missing:
-        from encoders.registry import load_text_encoder
-        from retrieval.ingest import item_text
+        from fusionrec.encoders import load_text_encoder
+        from fusionrec.retrieval.ingest import item_text
 
         enc = load_text_encoder(cfg)
         texts = [item_text(i) for i in missing]
@@ -113,13 +113,3 @@ def has_blocks(table: VectorTable, modalities: Iterable[str]) -> bool:
     """Whether every named modality has at least one block with vectors."""
     have = set(table.blocks())
     return all(have & set(MODALITY_BLOCKS[m]) for m in modalities)
-
-
-def item_blocks(table: VectorTable, item_id: str, blocks: Sequence[str]) -> Mapping[str, np.ndarray]:
-    """The item's vectors in the given blocks (absent blocks left out)."""
-    out = {}
-    for b in blocks:
-        v = table.get(b, item_id)
-        if v is not None:
-            out[b] = v
-    return out

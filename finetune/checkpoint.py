@@ -127,11 +127,11 @@ def save_checkpoint(
         llm.save_pretrained(str(tmp))
     projectors.save(tmp)
     if fusion is not None:
-        from retrieval.fusion import save_cross_fusion
+        from fusionrec.retrieval.fusion import save_cross_fusion
 
         save_cross_fusion(fusion, tmp / FUSION_FILE)
     if collab:
-        from retrieval.collaborative import TABLE_FILE, save_table
+        from fusionrec.retrieval.collaborative.bpr import TABLE_FILE, save_table
 
         save_table(collab, tmp / TABLE_FILE)
     for extra in extras:

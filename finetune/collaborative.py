@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from fusionrec.finetune.data import Datasets
+from fusionrec.finetune.recipe import Recipe
+from fusionrec.retrieval.collaborative.bpr import TABLE_FILE, collab_table, load_table, train_bpr
 
-from finetune.data import Datasets
-from finetune.recipe import Recipe
+from fusionrec.data.splits import id_key
 from fusionrec.types import Interaction
-from retrieval.collaborative import TABLE_FILE, collab_table, load_table, train_bpr
-from retrieval.splits import id_key
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def fit_priors(data: Datasets, recipe: Recipe, out: Path | None, progress: bool)
     learns from, so a training example's prior score is as out-of-sample as a test example's.
     The weight selection table goes to `out/prior_selection.json` (when `out` is given).
     """
-    from retrieval.prior import PriorExample, choose_weights, fit_prior
+    from fusionrec.retrieval.collaborative.prior import PriorExample, choose_weights, fit_prior
 
     d, seed = recipe.data, recipe.seed
     comps = ("bpr", "sasrec", "popularity") if d.prior == "auto" else (d.prior,)
@@ -83,7 +83,7 @@ def item_table(
 
 def initial_residual(data: Datasets) -> Any:
     """The residual mix of a new run: the prior's weight fitted to the training examples, LLM weight 0."""
-    from agent.residual import Residual
+    from fusionrec.agent.residual import Residual
 
     rows = [torch.tensor(e.prior) for e in data.train if e.prior]
     targets = torch.tensor([e.candidates.index(e.target) for e in data.train if e.prior])

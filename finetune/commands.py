@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from finetune.recipe import OVERRIDE_SECTIONS
+from fusionrec.finetune.recipe import OVERRIDE_SECTIONS
+
 from fusionrec.config import Config
 
 
@@ -25,6 +26,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _finetune(cfg: Config, args: argparse.Namespace) -> int:
-    from finetune.run import finetune_command
+    from fusionrec.finetune.run import finetune_command
 
     return finetune_command(cfg, args)

@@ -1,6 +1,6 @@
 """Training examples from MovieLens-100k and ReDial.
 
-MovieLens (sequential recommendation, leave-one-out by time; `retrieval.loo` holds the split, the
+MovieLens (sequential recommendation, leave-one-out by time; `fusionrec.data.loo` holds the split, the
 example type, the negative sampler and the candidate-file reader the evaluation shares):
 - each user's interactions are ordered by (timestamp, item id) — ties broken by the numeric item
   id, so the order is deterministic; the LAST one is the test target, the one before it the
@@ -35,13 +35,13 @@ import json
 import logging
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
-from agent.explain import first_sentence
+from fusionrec.agent.explain import first_sentence
+
 from fusionrec.config import Config
-from fusionrec.types import Item
-from retrieval.loo import (
+from fusionrec.data.loo import (
     SPLITS,
     ExampleError,
     LOOExample,
@@ -54,7 +54,8 @@ from retrieval.loo import (
     make_example,
     read_candidates,
 )
-from retrieval.splits import id_key, user_sequences
+from fusionrec.data.splits import id_key, user_sequences
+from fusionrec.types import Item
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ CANDIDATES_VERSION = 1
 FILE_HISTORY_LEN = 20  # history kept in the candidate files (recipes may show fewer items)
 
 
-# Examples cannot be built (too few items, malformed candidate file): the error of `retrieval.loo`,
+# Examples cannot be built (too few items, malformed candidate file): the error of `fusionrec.data.loo`,
 # under the name `finetune.run` reports.
 DataError = ExampleError
 
@@ -143,7 +144,7 @@ def candidate_sets(
     force: bool = False,
 ) -> dict[str, list[LOOExample]]:
     """Validation and test candidate sets for EVERY user: read when saved with the same settings, else written."""
-    from retrieval.catalog import atomic_write_text
+    from fusionrec.data.catalog import atomic_write_text
 
     meta = _meta(seed, sampler, num_candidates, history_len)
     meta_path = candidates_meta_path(cfg, dataset)
@@ -295,8 +296,8 @@ class Datasets:
 def open_retriever(cfg: Config, needed_for: str) -> Any:
     """The Retriever over the ingested Chroma store; DataError naming `needed_for` (the recipe setting
     that asks for the store, e.g. "data.negatives=retrieval") when there is none."""
-    from retrieval.search import RetrievalError, Retriever
-    from retrieval.store import StoreError
+    from fusionrec.retrieval.search import RetrievalError, Retriever
+    from fusionrec.retrieval.store import StoreError
 
     if not cfg.retrieval.server_url and not cfg.chroma_dir.is_dir():  # do not create an empty store
         raise DataError(f"{needed_for} needs an ingested Chroma store: there is none at {cfg.chroma_dir} "
@@ -309,7 +310,7 @@ def open_retriever(cfg: Config, needed_for: str) -> Any:
 
 def load_datasets(cfg: Config, recipe: Any, retriever: Any = None) -> Datasets:
     """Build every example set of a recipe (see the module docstring)."""
-    from retrieval.prepare import DatasetNotPrepared, load_dialogues, load_prepared, prepare_dataset
+    from fusionrec.data.prepare import DatasetNotPrepared, load_dialogues, load_prepared, prepare_dataset
 
     d = recipe.data
     if d.negatives == "retrieval" and retriever is None:  # hard negatives need the store: fail first
@@ -359,7 +360,3 @@ def load_datasets(cfg: Config, recipe: Any, retriever: Any = None) -> Datasets:
         items, splits, users, train, valid, sets["valid"], dialogues, explain, align, popularity(splits),
         sampler.strategy,
     )
-
-
-def as_dicts(examples: Sequence[Any]) -> list[dict[str, Any]]:
-    return [asdict(e) for e in examples]

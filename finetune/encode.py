@@ -18,12 +18,17 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import numpy as np
+from fusionrec.finetune.data import Datasets, DialogueExample, ExplainExample
+from fusionrec.finetune.prompts import (
+    alignment_prompt,
+    dialogue_rank_prompt,
+    explanation_ids,
+    seq_rank_prompt,
+)
+from fusionrec.finetune.recipe import Recipe
+from fusionrec.finetune.tasks import Encoded, encode_lm, encode_rank
 
-from finetune.data import Datasets, DialogueExample, ExplainExample
-from finetune.prompts import alignment_prompt, dialogue_rank_prompt, explanation_ids, seq_rank_prompt
-from finetune.recipe import Recipe
-from finetune.tasks import Encoded, encode_lm, encode_rank
-from retrieval.loo import LOOExample
+from fusionrec.data.loo import LOOExample
 
 
 def curriculum(recipe: Recipe, step: int) -> float:

@@ -28,7 +28,7 @@ ROLE_OF = {"item": "text_embedder", "image": "image_encoder", "audio": "speech",
 
 
 def _cache_file(cfg: Config, dataset: str, modality: str, origin: str) -> Path:
-    from encoders.registry import source
+    from fusionrec.models.registry import source
 
     digest = hashlib.sha1(f"{source(cfg, ROLE_OF[modality])}|{origin}".encode()).hexdigest()[:10]
     return cfg.data_dir / dataset / "features" / f"{modality}-{digest}.safetensors"
@@ -60,13 +60,13 @@ def _has_media(item: Item, modality: str) -> bool:
 def _encode(cfg: Config, modality: str, items: Sequence[Item], progress: bool) -> dict[str, np.ndarray]:
     from tqdm import tqdm
 
-    from encoders import registry
+    from fusionrec import encoders
 
     out: dict[str, np.ndarray] = {}
     if modality == "item":
-        from retrieval.ingest import item_text
+        from fusionrec.retrieval.ingest import item_text
 
-        enc = registry.load_text_encoder(cfg)
+        enc = encoders.load_text_encoder(cfg)
         batch = 64
         for start in tqdm(range(0, len(items), batch), desc="item text vectors", disable=not progress):
             chunk = items[start : start + batch]
@@ -74,9 +74,9 @@ def _encode(cfg: Config, modality: str, items: Sequence[Item], progress: bool) -
                 out[it.id] = v
         return out
     if modality == "image":
-        from encoders.media import MediaError
+        from fusionrec.media import MediaError
 
-        enc = registry.load_image_encoder(cfg)
+        enc = encoders.load_image_encoder(cfg)
         batch = 32
         for start in tqdm(range(0, len(items), batch), desc="poster vectors", disable=not progress):
             chunk = items[start : start + batch]
@@ -91,14 +91,14 @@ def _encode(cfg: Config, modality: str, items: Sequence[Item], progress: bool) -
                         log.warning("skipping the poster of item %s: %s", it.id, exc)
         return out
     if modality == "audio":
-        enc = registry.load_audio_encoder(cfg)
+        enc = encoders.load_audio_encoder(cfg)
         for it in tqdm(items, desc="audio vectors", disable=not progress):
             out[it.id] = enc.encode([it.media["audio"]])[0].whisper
         return out
     if modality == "video":
-        from retrieval.ingest import VIDEO_FPS
+        from fusionrec.retrieval.ingest import VIDEO_FPS
 
-        enc = registry.load_video_encoder(cfg)
+        enc = encoders.load_video_encoder(cfg)
         for it in tqdm(items, desc="video vectors", disable=not progress):
             out[it.id] = enc.encode(it.media["video"], fps=VIDEO_FPS).image
         return out

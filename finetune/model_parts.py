@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from finetune import checkpoint as ckpt
-from finetune.recipe import Recipe
+from fusionrec.finetune import checkpoint as ckpt
+from fusionrec.finetune.recipe import Recipe
 
 
 def build_projectors(
@@ -19,7 +18,7 @@ def build_projectors(
 ) -> Any:
     """Resumed, or from the stage-1 checkpoint, or fresh (seeded); one per modality of `dims` (its input
     size), in float32, frozen when `train.freeze_projectors`."""
-    from agent.projector import Projectors
+    from fusionrec.agent.projector import Projectors
 
     if resumed is not None:
         projectors = Projectors.load(resumed, expect_out_dim=hidden)

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fusionrec.finetune.recipe import RecipeError, load_recipe_as, read_recipe
 
-from finetune.recipe import RecipeError, load_recipe_as, read_recipe
 from fusionrec import settings
 from fusionrec.config import Config
 
@@ -128,7 +128,7 @@ class Pairs:
 
 def _posters(image: Any, paths: list[str]) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """(native, bridge, kept row indices): a batch with a bad poster is retried one by one."""
-    from encoders.media import MediaError
+    from fusionrec.media import MediaError
 
     native, bridge, kept = [], [], []
     step = image.batch_size
@@ -154,11 +154,13 @@ def _posters(image: Any, paths: list[str]) -> tuple[np.ndarray, np.ndarray, list
 def poster_pairs(cfg: Config, recipe: ProjectorRecipe) -> Pairs:
     """The recipe's items with posters, their features (the bridge encoder, never a configured
     projector) and their text targets."""
-    from encoders import registry
-    from encoders.image import TimmImageEncoder
+    from fusionrec.encoders.image import TimmImageEncoder
+    from fusionrec.retrieval.ingest import item_text
+
+    from fusionrec import encoders
+    from fusionrec.data.prepare import load_prepared
+    from fusionrec.models import registry
     from fusionrec.vectors import l2_normalise
-    from retrieval.ingest import item_text
-    from retrieval.prepare import load_prepared
 
     items = [
         i
@@ -172,7 +174,7 @@ def poster_pairs(cfg: Config, recipe: ProjectorRecipe) -> Pairs:
         items = [items[k] for k in sorted(keep)]
     bridge_cfg = copy.deepcopy(cfg)
     bridge_cfg.models.poster_projector = ""
-    image = registry.load_image_encoder(bridge_cfg)
+    image = encoders.load_image_encoder(bridge_cfg)
     if not isinstance(image, TimmImageEncoder):
         raise RecipeError(
             f"models.image_encoder={registry.source(cfg, 'image_encoder')!r}: the poster projector "
@@ -243,8 +245,7 @@ def paired_interval(a: np.ndarray, b: np.ndarray, resamples: int = 1000, seed: i
 def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> Any:
     """Closed-form ridge regression x -> y (centred, intercept unpenalised) as a linear projector."""
     import torch
-
-    from encoders.poster_projector import PosterProjector
+    from fusionrec.encoders.poster_projector import PosterProjector
 
     mx, my = x.mean(0), y.mean(0)
     xc = (x - mx).astype(np.float64)
@@ -271,9 +272,8 @@ def fit_contrastive(
     """A projector trained with symmetric InfoNCE (posters vs texts in a batch); the state of the
     best validation score (checked every `eval_every` epochs) is kept. Returns (module, log)."""
     import torch
+    from fusionrec.encoders.poster_projector import PosterProjector
     from torch.nn.functional import cross_entropy
-
-    from encoders.poster_projector import PosterProjector
 
     t = recipe.train
     torch.manual_seed(recipe.seed)
@@ -317,7 +317,7 @@ def train_projector(
     cfg: Config, recipe: ProjectorRecipe, output: str = "", pairs: Pairs | None = None
 ) -> ProjectorResult:
     """Search the candidates on validation, save the best, score it once on the test items."""
-    from encoders.poster_projector import save_projector
+    from fusionrec.encoders.poster_projector import save_projector
 
     pairs = pairs or poster_pairs(cfg, recipe)
     rows = split_rows(len(pairs.ids), recipe)

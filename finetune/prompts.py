@@ -17,9 +17,8 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
-
-from agent import softtokens
-from agent.prompt import (
+from fusionrec.agent import softtokens
+from fusionrec.agent.prompt import (
     AttachmentInput,
     RankPrompt,
     build_rank_prompt,
@@ -28,9 +27,10 @@ from agent.prompt import (
     explain_prompt,
     load_template,
 )
-from finetune.data import DialogueExample, alignment_target, explanation_target
+from fusionrec.finetune.data import DialogueExample, alignment_target, explanation_target
+
+from fusionrec.data.loo import LOOExample
 from fusionrec.types import Candidate, Item, Turn
-from retrieval.loo import LOOExample
 
 SEQ_REQUEST = (
     "Recommend the movie I should watch next. The movies I watched are attached, the most recent last."

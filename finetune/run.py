@@ -23,10 +23,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from finetune import checkpoint as ckpt
-from finetune.recipe import Recipe, RecipeError, load_recipe, load_saved_recipe
+from fusionrec.finetune import checkpoint as ckpt
+from fusionrec.finetune.recipe import Recipe, RecipeError, load_recipe, load_saved_recipe
+from fusionrec.retrieval.collaborative.bpr import TABLE_FILE
+
 from fusionrec.config import Config
-from retrieval.collaborative import TABLE_FILE
 
 
 # --- train -------------------------------------------------------------------------------------------
@@ -39,7 +40,7 @@ def train(
     stop_at: int | None = None,
 ) -> Any:
     """Run a recipe and return its `TrainResult` (see finetune.trainer)."""
-    from finetune.trainer import Trainer
+    from fusionrec.finetune.trainer import Trainer
 
     trainer = Trainer(cfg, recipe, output, resume=resume, progress=progress)
     try:
@@ -83,7 +84,7 @@ def merge_checkpoint(cfg: Config, checkpoint: str | Path, output: str | Path) ->
     import torch
     from peft import PeftModel
 
-    from encoders import registry
+    from fusionrec.models import registry
 
     folder = ckpt.require(checkpoint, ckpt.CONFIG_FILE, "projectors.safetensors")
     if not (folder / ckpt.ADAPTER_CONFIG).is_file():
@@ -131,7 +132,7 @@ def sweep(
     cfg: Config, recipe: Recipe, output: str = "", progress: bool = False
 ) -> tuple[list[dict[str, Any]], Path]:
     """Train one short run per trial; returns (rows sorted best first, the JSON file written)."""
-    from finetune.trainer import output_dir_for
+    from fusionrec.finetune.trainer import output_dir_for
 
     root = Path(output).expanduser() if output else output_dir_for(cfg, recipe) / "sweep"
     rows = []
@@ -201,10 +202,11 @@ def print_sweep(rows: list[dict[str, Any]], path: Path, metric: str) -> None:
 
 # --- the command ---------------------------------------------------------------------------------------
 def finetune_command(cfg: Config, args: Any) -> int:
-    from finetune.data import DataError
-    from finetune.poster_projector import is_projector_recipe, projector_command
-    from finetune.trainer import TrainError
-    from retrieval.prepare import DatasetNotPrepared
+    from fusionrec.finetune.data import DataError
+    from fusionrec.finetune.poster_projector import is_projector_recipe, projector_command
+    from fusionrec.finetune.trainer import TrainError
+
+    from fusionrec.data.prepare import DatasetNotPrepared
 
     action = getattr(args, "action", "train") or "train"
     try:
@@ -216,7 +218,7 @@ def finetune_command(cfg: Config, args: Any) -> int:
             print(f"merged model written to {out}")
             return 0
         if action == "ship":
-            from finetune.ship import ship
+            from fusionrec.finetune.ship import ship
 
             if not args.checkpoint or not args.output:
                 print("error: ship needs --checkpoint DIR and --output DIR", file=sys.stderr)

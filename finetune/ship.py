@@ -13,7 +13,7 @@ import re
 import shutil
 from pathlib import Path
 
-from finetune import checkpoint as ckpt
+from fusionrec.finetune import checkpoint as ckpt
 
 MAX_BYTES = 10 * 2**20
 KEEP = (

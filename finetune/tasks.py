@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from fusionrec.agent import softtokens
+from fusionrec.agent.projector import Projectors
+from fusionrec.agent.prompt import RankPrompt
+from fusionrec.agent.residual import Residual
 from torch import nn
 
-from agent import softtokens
-from agent.projector import Projectors
-from agent.prompt import RankPrompt
-from agent.residual import Residual
 from fusionrec.metrics import mean_metrics
 
 RANK_TASKS = ("ranking", "dialogue")

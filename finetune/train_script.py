@@ -15,13 +15,15 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script by accelerate
+# Run as a script by accelerate: import the installed fusionrec package, not this folder's modules by bare name.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 
 def main(argv: list[str] | None = None) -> int:
-    from finetune.recipe import OVERRIDE_SECTIONS, RecipeError, load_recipe
-    from finetune.run import print_result
-    from finetune.trainer import Trainer
+    from fusionrec.finetune.recipe import OVERRIDE_SECTIONS, RecipeError, load_recipe
+    from fusionrec.finetune.run import print_result
+    from fusionrec.finetune.trainer import Trainer
+
     from fusionrec import env, settings
     from fusionrec.config import load_config
 

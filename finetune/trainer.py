@@ -31,20 +31,20 @@ from typing import Any
 
 import numpy as np
 import torch
+from fusionrec.finetune import checkpoint as ckpt
+from fusionrec.finetune.collaborative import fit_priors, initial_residual, item_table
+from fusionrec.finetune.data import DataError, Datasets, load_datasets, open_retriever
+from fusionrec.finetune.encode import ExampleEncoder, curriculum
+from fusionrec.finetune.features import feature_dims, item_vectors
+from fusionrec.finetune.metric_logger import MetricLogger
+from fusionrec.finetune.model_parts import adapt_llm, build_projectors, fusion_module, uses_lora
+from fusionrec.finetune.recipe import Recipe
+from fusionrec.finetune.tasks import RecModel, collate
+from fusionrec.finetune.validation import popularity_metrics, validate
+from fusionrec.retrieval.collaborative.bpr import with_collab
 
-from finetune import checkpoint as ckpt
-from finetune.collaborative import fit_priors, initial_residual, item_table
-from finetune.data import DataError, Datasets, load_datasets, open_retriever
-from finetune.encode import ExampleEncoder, curriculum
-from finetune.features import feature_dims, item_vectors
-from finetune.metric_logger import MetricLogger
-from finetune.model_parts import adapt_llm, build_projectors, fusion_module, uses_lora
-from finetune.recipe import Recipe
-from finetune.tasks import RecModel, collate
-from finetune.validation import popularity_metrics, validate
 from fusionrec.config import Config
-from retrieval.collaborative import with_collab
-from retrieval.loo import LOOExample
+from fusionrec.data.loo import LOOExample
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ class Trainer:
         from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs
 
-        from encoders import registry
+        from fusionrec.models import registry
 
         r = self.recipe
         use_cpu = registry.torch_device(self.cfg) == "cpu"
@@ -272,8 +272,9 @@ class Trainer:
     def _setup_model(self) -> None:
         """The trainable whole (`RecModel`): the LLM (frozen, or LoRA-wrapped in stage 2), the projectors,
         in stage 2 with a store the cross-modal fusion module, and with a prior the residual mix."""
-        from agent.residual import RESIDUAL_FILE, Residual
-        from encoders import registry
+        from fusionrec.agent.residual import RESIDUAL_FILE, Residual
+
+        from fusionrec.models import registry
 
         r = self.recipe
         resumed = self.resume_dir if self.resume else None
@@ -347,7 +348,7 @@ class Trainer:
 
     def _setup_prompts(self) -> None:
         """The example encoder (prompts of every task) and the per-task example streams."""
-        from agent.softtokens import placeholder_id
+        from fusionrec.agent.softtokens import placeholder_id
 
         self.placeholder = placeholder_id(self.tokenizer, self.cfg.agent.placeholder_token)
         self.encoder = ExampleEncoder(

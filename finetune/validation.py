@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from fusionrec.finetune.encode import ExampleEncoder
+from fusionrec.finetune.tasks import RecModel, collate, hr_ndcg, ranks_of_targets
 
-from finetune.encode import ExampleEncoder
-from finetune.tasks import RecModel, collate, hr_ndcg, ranks_of_targets
-from retrieval.loo import LOOExample
+from fusionrec.data.loo import LOOExample
 
 
 @torch.no_grad()

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import shlex
 import sys
 from collections.abc import Callable
-from typing import Any
 
 from fusionrec import env, logs, settings
 from fusionrec.config import Config, ConfigError, load_config
@@ -30,15 +28,17 @@ _VERBOSE = {"--verbose", "-v"}
 
 
 def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
-    from agent import commands as agent_cmds
-    from encoders import commands as encoders_cmds
-    from evaluation import commands as eval_cmds
-    from finetune import commands as finetune_cmds
-    from retrieval import commands as retrieval_cmds
-    from ui import commands as ui_cmds
+    from fusionrec.agent import commands as agent_cmds
+    from fusionrec.data import commands as data_cmds
+    from fusionrec.evaluation import commands as eval_cmds
+    from fusionrec.finetune import commands as finetune_cmds
+    from fusionrec.models import commands as models_cmds
+    from fusionrec.retrieval import commands as retrieval_cmds
+    from fusionrec.ui import commands as ui_cmds
 
     return [
-        encoders_cmds.register,
+        models_cmds.register,
+        data_cmds.register,
         retrieval_cmds.register,
         agent_cmds.register,
         ui_cmds.register,
@@ -67,43 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
         "<paths.home>/logs/fusionrec.log); accepted anywhere on the line",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    c = sub.add_parser("config", help="print the effective config (with what the adapter sets)")
-    c.add_argument("action", nargs="?", default="show", choices=["show"])
-    c.set_defaults(func=_config_show)
     for register in _registrars():
         register(sub)
     return parser
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return json.dumps(value) if isinstance(value, str) else repr(value)
-
-
-def show_config(cfg: Config) -> str:
-    """The effective config as TOML: every section and key, the agent keys an adapter sets marked."""
-    from agent.agent import effective_config
-
-    eff = effective_config(cfg)
-    lines = [f"# effective config; adapter: {eff.adapter or 'none'} ({eff.note})"]
-    for f in dataclasses.fields(eff.cfg):
-        lines.append(f"\n[{f.name}]")
-        for key, value in dataclasses.asdict(getattr(eff.cfg, f.name)).items():
-            line = f"{key} = {_toml_value(value)}"
-            if f.name == "agent" and key in eff.from_adapter:
-                line += f"  # from the adapter ({eff.adapter}); the config says {_toml_value(getattr(cfg.agent, key))}"
-            lines.append(line)
-    return "\n".join(lines)
-
-
-def _config_show(cfg: Config, args: argparse.Namespace) -> int:
-    print(show_config(cfg))
-    return 0
 
 
 def _command_sections(parser: argparse.ArgumentParser) -> list[str]:

@@ -9,14 +9,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.config import AgentConfig
-from encoders.config import ModelsConfig
-from evaluation.config import EvalConfig
-from finetune.config import FinetuneConfig
 from fusionrec import settings
+from fusionrec.agent.config import AgentConfig
+from fusionrec.data.config import DataConfig
+from fusionrec.evaluation.config import EvalConfig
+from fusionrec.finetune.config import FinetuneConfig
+from fusionrec.models.config import ModelsConfig
+from fusionrec.retrieval.config import RetrievalConfig
 from fusionrec.settings import ConfigError
-from retrieval.config import DataConfig, RetrievalConfig
-from ui.config import UIConfig
+from fusionrec.ui.config import UIConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

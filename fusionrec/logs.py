@@ -25,7 +25,7 @@ from fusionrec.text import one_line
 LOG_FILE = Path("logs") / "fusionrec.log"  # under paths.home
 MAX_BYTES = 2_000_000  # per file; the log keeps BACKUPS older files beside it
 BACKUPS = 3
-PACKAGES = frozenset({"fusionrec", "agent", "retrieval", "encoders", "finetune", "evaluation", "ui"})
+PACKAGES = frozenset({"fusionrec"})  # every module of ours is fusionrec.<...>
 FILE_ONLY = "fusionrec_file_only"  # a record attribute: the terminal shows it only with --verbose
 _LIBRARY_LOGGERS = ("transformers.utils.logging", "huggingface_hub.utils.logging")
 

@@ -10,6 +10,7 @@ converted to the field's declared type; ``[a, b]`` / ``{"k": 1}`` are read as YA
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import tomllib
 import types
@@ -272,3 +273,9 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{f.name}"] = value
     return out
+
+
+def check_range(key: str, value: float, low: float, high: float) -> None:
+    """ValueError "key=value: expected a number from low to high" unless low <= value <= high."""
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ValueError(f"{key}={value!r}: expected a number from {low:g} to {high:g}")

@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
 Modality = Literal["text", "image", "audio", "video", "item"]
 
 
@@ -54,14 +52,6 @@ class Attachment:
     path: Path
     validated: bool = False
     error: str = ""
-
-
-@dataclass
-class Embedding:
-    modality: Modality
-    vector: np.ndarray
-    model_id: str
-    extras: dict[str, Any] = field(default_factory=dict)  # e.g. transcript, labels, frames
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""`fusionrec data|ingest|search`: catalog preparation, Chroma ingestion, candidate search."""
+"""`fusionrec ingest|search`: Chroma ingestion and candidate search."""
 
 from __future__ import annotations
 
@@ -8,13 +8,6 @@ from fusionrec.config import Config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    d = sub.add_parser("data", help="prepare datasets (clean, validate, report what was dropped)")
-    dsub = d.add_subparsers(dest="data_command", metavar="ACTION", required=True)
-    prep = dsub.add_parser("prepare", help="read a raw dataset and write the cleaned catalog + interactions")
-    prep.add_argument("dataset", help="movielens-100k | ml-latest-small | redial | a .jsonl/.csv catalog file")
-    prep.add_argument("--source", default="", help="local copy of the raw data (default: ../shared/data copy)")
-    prep.set_defaults(func=_data_prepare)
-
     ing = sub.add_parser("ingest", help="encode the prepared catalog and upsert it into Chroma (resumable)")
     ing.add_argument("--dataset", default="", help="prepared dataset to ingest (default: data.dataset)")
     ing.add_argument("--limit", type=int, default=0, help="ingest only the first N items (0 = all)")
@@ -35,19 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=_search)
 
 
-def _data_prepare(cfg: Config, args: argparse.Namespace) -> int:
-    from retrieval.prepare import prepare_command
-
-    return prepare_command(cfg, args.dataset, source=args.source or cfg.data.source)
-
-
 def _ingest(cfg: Config, args: argparse.Namespace) -> int:
-    from retrieval.ingest import ingest_command
+    from fusionrec.retrieval.ingest import ingest_command
 
     return ingest_command(cfg, args)
 
 
 def _search(cfg: Config, args: argparse.Namespace) -> int:
-    from retrieval.search import search_command
+    from fusionrec.retrieval.search import search_command
 
     return search_command(cfg, args)

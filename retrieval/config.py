@@ -1,22 +1,16 @@
-"""Catalog data and the Chroma store."""
+"""Retrieval settings: the Chroma store, fusion, filters."""
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
+from fusionrec.settings import check_range
+
 K_MAX = 10_000  # the most candidates one query may ask for (retrieval.k, `search --k`)
 TEXT_SPACE_BLOCKS = {"text", "tfidf", "image_text"}  # the blocks whose items live in a text space
 _COLLECTION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
-
-
-@dataclass
-class DataConfig:
-    dataset: str = "movielens-100k"  # movielens-100k | ml-latest-small | redial | jsonl | csv
-    source: str = ""  # local copy of the raw data; "" = ../shared/data copy if present, else download
-    generated_media: bool = False  # add espeak-ng audio + ffmpeg clips for items lacking them (marked generated)
 
 
 @dataclass
@@ -71,12 +65,6 @@ class RetrievalConfig:
                 f"retrieval.text_blocks={self.text_blocks!r}: {', '.join(unknown)} cannot take a text query "
                 f"(expected some of {', '.join(sorted(TEXT_SPACE_BLOCKS))})"
             )
-
-
-def check_range(key: str, value: float, low: float, high: float) -> None:
-    """ValueError "key=value: expected a number from low to high" unless low <= value <= high."""
-    if not (math.isfinite(value) and low <= value <= high):
-        raise ValueError(f"{key}={value!r}: expected a number from {low:g} to {high:g}")
 
 
 def parse_server_url(url: str) -> tuple[str, int, bool]:

@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fusionrec.retrieval.fusion import early_fuse
+from fusionrec.retrieval.store import Store, item_metadata
 
 from fusionrec.config import Config
 from fusionrec.types import Item
-from retrieval.fusion import early_fuse
-from retrieval.store import Store, item_metadata
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def _file_digest(path: str) -> str:
 
 def content_hash(item: Item, modalities: Sequence[str], settings: dict[str, Any]) -> str:
     """Hash of everything a record depends on: item fields, media bytes, models, blocks, weights."""
-    from retrieval.catalog import item_to_dict
+    from fusionrec.data.catalog import item_to_dict
 
     media = {m: _file_digest(item.media[MEDIA_OF[m]]) for m in modalities if MEDIA_OF.get(m) in item.media}
     payload = {"v": HASH_VERSION, "item": item_to_dict(item), "media": media, "settings": settings}
@@ -109,7 +109,7 @@ def content_hash(item: Item, modalities: Sequence[str], settings: dict[str, Any]
 def fitted_tfidf(cfg: Config, dataset: str, texts: Sequence[str]) -> tuple[Any, Path]:
     """The TF-IDF encoder fitted on the whole catalog's texts, persisted under the dataset's data dir
     (named by a digest of those texts, so an edited catalog gets a new fit and the old one stays)."""
-    from encoders.text import TfidfEncoder
+    from fusionrec.encoders.text import TfidfEncoder
 
     digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:10]
     path = cfg.data_dir / dataset / f"tfidf-{digest}.json"
@@ -124,14 +124,14 @@ class Encoders:
     """The encoders a set of modalities needs, loaded once; dims and model ids per block."""
 
     def __init__(self, cfg: Config, modalities: Sequence[str], dataset: str, catalog: Sequence[Item]) -> None:
-        from encoders import registry
+        from fusionrec import encoders
 
         self.cfg, self.modalities = cfg, list(modalities)
         needs_text = bool({"text", "image", "video"} & set(modalities))  # image: the text-space bridge
-        self.text = registry.load_text_encoder(cfg) if needs_text else None
-        self.image = registry.load_image_encoder(cfg) if {"image", "video"} & set(modalities) else None
-        self.audio = registry.load_audio_encoder(cfg) if "audio" in modalities else None
-        self.video = registry.load_video_encoder(cfg) if "video" in modalities else None
+        self.text = encoders.load_text_encoder(cfg) if needs_text else None
+        self.image = encoders.load_image_encoder(cfg) if {"image", "video"} & set(modalities) else None
+        self.audio = encoders.load_audio_encoder(cfg) if "audio" in modalities else None
+        self.video = encoders.load_video_encoder(cfg) if "video" in modalities else None
         self.tfidf = None
         self.collection_meta: dict[str, dict[str, Any]] = {}  # block -> extra collection metadata
         if "tfidf" in modalities:
@@ -207,9 +207,9 @@ def ingest(
     """
     from tqdm import tqdm
 
-    from encoders.media import MediaError, validate
-    from retrieval.catalog import item_to_dict
-    from retrieval.prepare import load_prepared, prepared_name
+    from fusionrec.data.catalog import item_to_dict
+    from fusionrec.data.prepare import load_prepared, prepared_name
+    from fusionrec.media import MediaError, validate
 
     start = time.perf_counter()
     dataset = prepared_name(dataset or cfg.data.dataset)
@@ -223,7 +223,7 @@ def ingest(
     items = catalog[:limit] if limit else list(catalog)
     report = IngestReport(dataset=dataset, total=len(items), modalities=list(modalities))
     if cfg.data.generated_media and {"audio", "video"} & set(modalities):
-        from retrieval.generated_media import add_generated_media
+        from fusionrec.data.generated_media import add_generated_media
 
         report.generated = add_generated_media(cfg, dataset, items, progress=progress)
 
@@ -398,7 +398,7 @@ def _ingest_batch(
 def _image_features(image: Any, paths: list[str]) -> tuple[np.ndarray, np.ndarray, list]:
     """Native vectors, text-space vectors and top labels, in one forward pass when the encoder can."""
     if hasattr(image, "features"):
-        from encoders.image import top_labels
+        from fusionrec.encoders.image import top_labels
 
         feats = image.features(paths)
         return feats.native, feats.text, top_labels(feats.probs, image.class_names, LABELS_K)
@@ -417,8 +417,9 @@ def _write_report(cfg: Config, report: IngestReport) -> None:
 
 def ingest_command(cfg: Config, args: Any) -> int:
     """`fusionrec ingest [--dataset D] [--limit N] [--modalities text,image,...]`."""
-    from encoders.registry import ModelError
-    from retrieval.store import StoreError
+    from fusionrec.retrieval.store import StoreError
+
+    from fusionrec.models.registry import ModelError
 
     modalities = [m for m in (args.modalities or "text,image").split(",") if m.strip()]
     try:

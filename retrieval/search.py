@@ -25,11 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from fusionrec.config import Config
-from fusionrec.types import Attachment, Candidate, Item
-from fusionrec.vectors import l2_normalise
-from retrieval.fusion import (
+from fusionrec.retrieval.fusion import (
     BLOCKS,
     COMBINES,
     FUSIONS,
@@ -42,8 +38,12 @@ from retrieval.fusion import (
     query_dim,
     split_blocks,
 )
-from retrieval.ingest import VIDEO_FPS
-from retrieval.store import Store, build_where, hidden
+from fusionrec.retrieval.ingest import VIDEO_FPS
+from fusionrec.retrieval.store import Store, build_where, hidden
+
+from fusionrec.config import Config
+from fusionrec.types import Attachment, Candidate, Item
+from fusionrec.vectors import l2_normalise
 
 log = logging.getLogger(__name__)
 
@@ -124,18 +124,18 @@ class Retriever:
     # --- encoders ----------------------------------------------------------------------------
     def _encoder(self, role: str) -> Any:
         if role not in self._encoders:
-            from encoders import registry
+            from fusionrec import encoders
 
             if role == "tfidf":
-                from encoders.text import TfidfEncoder
+                from fusionrec.encoders.text import TfidfEncoder
 
                 self._encoders[role] = TfidfEncoder.load(self.store.get("tfidf").metadata["source"])
             else:
                 loader = {
-                    "text": registry.load_text_encoder,
-                    "image": registry.load_image_encoder,
-                    "audio": registry.load_audio_encoder,
-                    "video": registry.load_video_encoder,
+                    "text": encoders.load_text_encoder,
+                    "image": encoders.load_image_encoder,
+                    "audio": encoders.load_audio_encoder,
+                    "video": encoders.load_video_encoder,
                 }[role]
                 self._encoders[role] = loader(self.cfg)
             self._check_model(role, self._encoders[role])
@@ -168,8 +168,9 @@ class Retriever:
     ) -> QueryVectors:
         """The query's vector per block (only blocks the store has), averaged over contributions;
         text reaches `text_blocks` (default ``retrieval.text_blocks``)."""
-        from encoders.image import top_labels
-        from encoders.media import validate
+        from fusionrec.encoders.image import top_labels
+
+        from fusionrec.media import validate
 
         parts: dict[str, list[np.ndarray]] = {}
         transcripts: list[str] = []
@@ -247,8 +248,9 @@ class Retriever:
         bonus = self.cfg.retrieval.speech_correction
         if bonus <= 0:
             return feats.transcript
-        from encoders.media import MediaError
-        from retrieval.transcripts import CatalogLexicon, TranscriptCorrector, WhisperScorer
+        from fusionrec.retrieval.transcripts import CatalogLexicon, TranscriptCorrector, WhisperScorer
+
+        from fusionrec.media import MediaError
 
         if self._corrector is None:
             docs = self.store.get("early").get(include=["documents"])["documents"]
@@ -383,7 +385,7 @@ class Retriever:
     # --- items -------------------------------------------------------------------------------
     def _remember(self, rid: str, doc: str | None) -> None:
         if doc and rid not in self._items:
-            from retrieval.catalog import item_from_dict
+            from fusionrec.data.catalog import item_from_dict
 
             self._items[rid] = item_from_dict(json.loads(doc), "<chroma>", 0)
 
@@ -424,13 +426,13 @@ def search_command(cfg: Config, args: Any) -> int:
 
     Bad input and an unusable store give one line on stderr and exit code 2.
     """
+    from fusionrec.retrieval.config import K_MAX
+    from fusionrec.retrieval.store import StoreError
     from rich.console import Console
     from rich.table import Table
 
-    from encoders.media import MediaError, validate
-    from encoders.registry import ModelError
-    from retrieval.config import K_MAX
-    from retrieval.store import StoreError
+    from fusionrec.media import MediaError, validate
+    from fusionrec.models.registry import ModelError
 
     def fail(message: str) -> int:
         print(f"error: {message}", file=sys.stderr)

@@ -7,7 +7,7 @@ to download its default model). Records are keyed by item id; their metadata car
 title, year (-1 when unknown), one boolean flag per genre (``g_<genre>``) so filters run inside
 Chroma's ``where``, the content hash and the model id. `Store.query` answers a ``where`` from an
 in-memory index of the collection (`retrieval.filtered`) and never returns a record whose title is a
-placeholder (`retrieval.cleaning.is_placeholder_title`).
+placeholder (`fusionrec.data.cleaning.is_placeholder_title`).
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fusionrec.retrieval import filtered
+from fusionrec.retrieval.config import parse_server_url as _parse_url
 
 from fusionrec.config import Config
+from fusionrec.data.cleaning import is_placeholder_title
 from fusionrec.types import Item
-from retrieval import filtered
-from retrieval.cleaning import is_placeholder_title
-from retrieval.config import parse_server_url as _parse_url
 
 MAX_BATCH = 5000  # Chroma refuses batches above ~5,461 records
 _CLIENTS: dict[tuple, Any] = {}
@@ -229,7 +229,7 @@ class Store:
     """
 
     def __init__(self, cfg: Config, dataset: str = "") -> None:
-        from retrieval.prepare import prepared_name
+        from fusionrec.data.prepare import prepared_name
 
         self.cfg = cfg
         self.dataset = prepared_name(dataset or cfg.data.dataset)

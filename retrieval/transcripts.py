@@ -28,8 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from encoders.memo import FileMemo
+from fusionrec.encoders.memo import FileMemo
 
 MAX_SPAN = 3  # transcript words one substitution may cover
 MAX_CANDIDATES = 24  # alternatives scored by Whisper per transcript (the closest spellings)

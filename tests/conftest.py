@@ -52,9 +52,10 @@ def ingested_catalog(
     skips the ~25 s that even a no-op ingest spends loading encoders; any change re-ingests.
     Returns the prepared items (all of them, not only the ingested ones).
     """
-    from retrieval.ingest import HASH_VERSION, ingest
-    from retrieval.prepare import load_prepared, prepare_dataset
-    from retrieval.store import Store
+    from fusionrec.retrieval.ingest import HASH_VERSION, ingest
+    from fusionrec.retrieval.store import Store
+
+    from fusionrec.data.prepare import load_prepared, prepare_dataset
 
     if not (cfg.data_dir / dataset / "items.jsonl").is_file():
         prepare_dataset(cfg, dataset, verbose=False)
@@ -127,7 +128,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 @pytest.fixture(scope="session")
 def tiny_cfg() -> Config:
     """Tiny profile: the real architectures from small configs with random weights (built once)."""
-    from encoders.prepare import prepare_models
+    from fusionrec.models.prepare import prepare_models
 
     cfg = make_config("tiny")
     prepare_models(cfg, profile="tiny")
@@ -137,7 +138,7 @@ def tiny_cfg() -> Config:
 @pytest.fixture(scope="session")
 def offline_cfg() -> Config:
     """Offline profile: the real packaged weights, converted into local folders once per clone."""
-    from encoders.prepare import prepare_models
+    from fusionrec.models.prepare import prepare_models
 
     cfg = make_config("offline")
     prepare_models(cfg, profile="offline")

@@ -20,13 +20,9 @@ from typing import Any
 from urllib.parse import quote
 
 import gradio as gr
-
-from fusionrec import logs
-from fusionrec.config import Config
-from fusionrec.text import one_line
-from ui.cards import CSS, JS_ON_LOAD, render_cards
-from ui.config import parse_auth
-from ui.session import (
+from fusionrec.ui.cards import CSS, JS_ON_LOAD, render_cards
+from fusionrec.ui.config import parse_auth
+from fusionrec.ui.session import (
     Session,
     chat_value,
     constraints_markdown,
@@ -36,7 +32,11 @@ from ui.session import (
     run_turn,
     set_filters,
 )
-from ui.uploads import MAX_FILES, accepted_types
+from fusionrec.ui.uploads import MAX_FILES, accepted_types
+
+from fusionrec import logs
+from fusionrec.config import Config
+from fusionrec.text import one_line
 
 TITLE = "FusionRec"
 INTRO = (
@@ -203,8 +203,7 @@ def load_agent(cfg: Config) -> Any:
     """The process's one Agent (torch threads set for serving), with its index opened and catalog
     read (fails early and clearly)."""
     import torch
-
-    from agent.agent import Agent
+    from fusionrec.agent.agent import Agent
 
     torch.set_num_threads(serving_threads(cfg))
     agent = Agent(cfg)

@@ -30,13 +30,13 @@ class AttachmentView:
 def describe(cfg: Config, att: Attachment, encoders: Any = None) -> AttachmentView:
     """Transcript (audio), frames (video) or labels (image) of a validated attachment."""
     if encoders is None:
-        from encoders import registry as encoders
+        from fusionrec import encoders
     view = AttachmentView(att.kind, Path(att.path))
     try:
         if att.kind == "audio":
             view.transcript, _ = encoders.load_audio_encoder(cfg).transcribe(att.path)
         elif att.kind == "video":
-            from retrieval.ingest import VIDEO_FPS
+            from fusionrec.retrieval.ingest import VIDEO_FPS
 
             feats = encoders.load_video_encoder(cfg).encode(att.path, fps=VIDEO_FPS)
             view.frames = list(feats.frames)

@@ -16,6 +16,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _serve(cfg: Config, args: argparse.Namespace) -> int:
-    from ui.app import serve
+    from fusionrec.ui.app import serve
 
     return serve(cfg, args)

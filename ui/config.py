@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from retrieval.config import check_range
+from fusionrec.settings import check_range
 
 
 @dataclass

@@ -3,7 +3,7 @@
 `check_uploads(paths, max_bytes)` returns the validated attachments and one clear sentence per
 refused file ("notes.pdf: unsupported file type .pdf; attach an image (...), audio (...) or video
 (...)"). Gradio stores an upload as <tmp>/<hash>/<original name>, so the file name shown is the
-name the user picked. Only light imports here; the decode check is `encoders.media.validate`.
+name the user picked. Only light imports here; the decode check is `fusionrec.media.validate`.
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ def _size_text(n: float) -> str:
 
 
 def check_upload(path: str | Path, max_bytes: int, kind: str | None = None) -> Attachment:
-    """Extension, size, then a full decode check (`encoders.media.validate`) of one upload."""
-    from encoders.media import MediaError, guess_kind, validate
+    """Extension, size, then a full decode check (`fusionrec.media.validate`) of one upload."""
+    from fusionrec.media import MediaError, guess_kind, validate
 
     p = Path(path)
     kind = kind or kind_of(p)

@@ -40,7 +40,7 @@ def tiny_agent_cfg(tiny_cfg: Config, shared_data) -> Config:
 
 @pytest.fixture(scope="session")
 def tiny_agent(tiny_agent_cfg: Config):
-    from agent.agent import Agent
+    from fusionrec.agent.agent import Agent
 
     return Agent(tiny_agent_cfg)
 
@@ -48,7 +48,7 @@ def tiny_agent(tiny_agent_cfg: Config):
 @pytest.fixture(scope="session")
 def ml100k(tiny_agent_cfg: Config) -> list:
     """The prepared ML-100k items (real titles, years, genres, overviews)."""
-    from retrieval.prepare import load_prepared
+    from fusionrec.data.prepare import load_prepared
 
     return load_prepared(tiny_agent_cfg, DATASET)[0]
 
@@ -64,7 +64,7 @@ def real_agent_cfg(offline_cfg: Config, shared_data) -> Config:
 @pytest.fixture(scope="session")
 def real_agent(real_agent_cfg: Config):
     """An Agent over SmolLM2-135M-Instruct (loaded once; the registry caches the model)."""
-    from agent.agent import Agent
+    from fusionrec.agent.agent import Agent
 
     return Agent(real_agent_cfg)
 
@@ -72,7 +72,7 @@ def real_agent(real_agent_cfg: Config):
 @pytest.fixture(scope="session")
 def tiny_llm(tiny_cfg: Config):
     """(model, tokenizer): the tiny 2-layer Llama with SmolLM2's real tokenizer."""
-    from encoders.registry import load_llm
+    from fusionrec.models.registry import load_llm
 
     return load_llm(tiny_cfg)
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import pytest
-
-from agent.evidence import TurnContext
-from agent.explain import (
+from fusionrec.agent.evidence import TurnContext
+from fusionrec.agent.explain import (
     GroundedExplainer,
     check_explanation,
     fact_check,
     fallback_explanation,
     quality_problems,
 )
+
 from fusionrec.types import Item
 
 TOY = Item(

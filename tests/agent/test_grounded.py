@@ -9,14 +9,14 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 import torch
+from fusionrec.agent.constrained import SENTENCE_STARTS, Allowed, Guard, restricted
+from fusionrec.agent.decode import greedy_ids, stop_ids
+from fusionrec.agent.evidence import Evidence, TurnContext, closest_sentence, gather, prior_vectors
+from fusionrec.agent.explain import GroundedExplainer, check_explanation, fact_check, grounded_prompt
+from fusionrec.retrieval.collaborative.bpr import BPRModel
+from fusionrec.retrieval.collaborative.prior import Prior
 
-from agent.constrained import SENTENCE_STARTS, Allowed, Guard, restricted
-from agent.decode import greedy_ids, stop_ids
-from agent.evidence import Evidence, TurnContext, closest_sentence, gather, prior_vectors
-from agent.explain import GroundedExplainer, check_explanation, fact_check, grounded_prompt
 from fusionrec.types import Candidate, DialogueState, Item
-from retrieval.collaborative import BPRModel
-from retrieval.prior import Prior
 
 TOY = Item(
     "1",
@@ -87,7 +87,7 @@ def test_evidence_matches_constraints_and_the_attachment():
 
 @pytest.mark.real
 def test_evidence_sentence_is_the_one_closest_to_the_request(real_agent_cfg):
-    from encoders.registry import load_text_encoder
+    from fusionrec.encoders import load_text_encoder
 
     enc = load_text_encoder(real_agent_cfg)
     request = enc.encode(["friends who learn to put aside their differences"])[0]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from fusionrec.agent.dialogue import apply_update, parse_turn, retrieval_filters
+from fusionrec.agent.language import detect_language
 
-from agent.dialogue import apply_update, parse_turn, retrieval_filters
-from agent.language import detect_language
 from fusionrec.types import DialogueState
 
 GENRES = ["Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
@@ -171,8 +171,8 @@ def test_relative_years_in_other_languages():
 
 
 def test_a_non_english_turn_is_searched_with_what_was_understood_in_english():
-    from agent.dialogue import DialogueState, apply_update, parse_turn
-    from agent.prompt import wanted_text
+    from fusionrec.agent.dialogue import DialogueState, apply_update, parse_turn
+    from fusionrec.agent.prompt import wanted_text
 
     state = DialogueState()
     apply_update(state, parse_turn("Ein lustiger Weltraumfilm aus den Neunzigern, bitte keinen Horror"))
@@ -182,10 +182,10 @@ def test_a_non_english_turn_is_searched_with_what_was_understood_in_english():
 
 @pytest.mark.parametrize(("language", "asks"), [("de", "in German"), ("zh", "in Chinese"), ("", None)])
 def test_the_explanation_prompt_asks_for_the_users_language(tiny_cfg, language, asks):
+    from fusionrec.agent.prompt import explain_prompt
     from transformers import AutoTokenizer
 
-    from agent.prompt import explain_prompt
-    from encoders.registry import tiny_paths
+    from fusionrec.models.registry import tiny_paths
     from fusionrec.types import Item
 
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_paths(tiny_cfg.models_dir)["llm"]))

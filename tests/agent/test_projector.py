@@ -7,8 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from agent.projector import DIMS_FILE, WEIGHTS_FILE, Projector, ProjectorError, Projectors
+from fusionrec.agent.projector import DIMS_FILE, WEIGHTS_FILE, Projector, ProjectorError, Projectors
 
 
 def test_projector_is_linear_gelu_linear():

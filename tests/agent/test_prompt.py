@@ -8,10 +8,9 @@ import re
 import numpy as np
 import pytest
 import torch
-
-from agent import softtokens
-from agent.projector import Projectors
-from agent.prompt import (
+from fusionrec.agent import softtokens
+from fusionrec.agent.projector import Projectors
+from fusionrec.agent.prompt import (
     AttachmentInput,
     TemplateError,
     build_rank_prompt,
@@ -20,7 +19,8 @@ from agent.prompt import (
     load_template,
     template_names,
 )
-from agent.rank import label_logprobs, prompt_embeds
+from fusionrec.agent.rank import label_logprobs, prompt_embeds
+
 from fusionrec.types import Item, Turn
 from tests.agent.conftest import make_candidates
 

@@ -6,10 +6,10 @@ import random
 
 import numpy as np
 import pytest
+from fusionrec.agent.projector import Projectors
+from fusionrec.agent.prompt import build_rank_prompt
+from fusionrec.agent.rank import parse_generated, rank_generative, rank_verbalizer, retrieval_scores
 
-from agent.projector import Projectors
-from agent.prompt import build_rank_prompt
-from agent.rank import parse_generated, rank_generative, rank_verbalizer, retrieval_scores
 from fusionrec.types import Candidate, Item
 from tests.agent.conftest import make_candidates
 
@@ -94,7 +94,7 @@ def test_generative_counts_invalid_and_still_returns_a_permutation(tiny_llm, pro
 
 
 def test_calibrated_verbalizer_subtracts_the_label_prior(tiny_llm, proj, ml100k):
-    from agent.rank import label_logprobs, label_prior
+    from fusionrec.agent.rank import label_logprobs, label_prior
 
     model, tok = tiny_llm
     cands = make_candidates(ml100k[:7])
@@ -115,8 +115,7 @@ def test_pointwise_scores_each_candidate_at_its_item_token(tiny_llm, proj, ml100
     """Pointwise: one score position per candidate, at its hybrid item token (text only: the end of
     its title); a candidate's score depends on what came before it, not on the candidates after it."""
     import torch
-
-    from agent.rank import label_logprobs, prompt_embeds
+    from fusionrec.agent.rank import label_logprobs, prompt_embeds
 
     model, tok = tiny_llm
     items = ml100k[:6]

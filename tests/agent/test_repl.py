@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 
-from agent.repl import run_repl
+from fusionrec.agent.repl import run_repl
 
 
 def chat(agent, *messages: str) -> str:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from agent.agent import distinct_titles
+from fusionrec.agent.agent import distinct_titles
+
 from fusionrec.types import Candidate
 
 

@@ -78,7 +78,7 @@ def test_example_config_has_every_key_commented():
 
 # --- one loader for the app config, recipes and checkpoints ------------------------------------------
 def test_one_loader_reads_toml_config_and_yaml_recipe_with_the_same_coercion_and_errors(tmp_path):
-    from finetune.recipe import Recipe, RecipeError, load_recipe
+    from fusionrec.finetune.recipe import Recipe, RecipeError, load_recipe
 
     toml, yaml_ = tmp_path / "c.toml", tmp_path / "r.yaml"
     toml.write_text('[retrieval]\nk = "12"\ntext_blocks = "text, tfidf"\n')
@@ -101,7 +101,7 @@ def test_one_loader_reads_toml_config_and_yaml_recipe_with_the_same_coercion_and
 
 
 def test_recipe_overrides_use_the_config_syntax():
-    from finetune.recipe import RecipeError, load_recipe
+    from fusionrec.finetune.recipe import RecipeError, load_recipe
 
     recipe = load_recipe("tiny_smoke", ["train.max_steps=3", "tasks.weights.explanation=0.5", "data.redial=no"])
     assert recipe.train.max_steps == 3 and recipe.tasks.weights["explanation"] == 0.5 and recipe.data.redial is False
@@ -135,10 +135,9 @@ def test_cli_routes_recipe_sections_to_the_command_and_the_rest_to_the_config():
 
 def test_a_checkpoint_recipe_round_trips_through_the_loader(tmp_path):
     import yaml
-
-    from agent.agent import SHIPPED_ADAPTER
-    from agent.checkpoint import RECIPE_FILE, TrainedOn, read_adapter_recipe, training_prompt
-    from finetune.recipe import load_recipe, load_saved_recipe
+    from fusionrec.agent.agent import SHIPPED_ADAPTER
+    from fusionrec.agent.checkpoint import RECIPE_FILE, TrainedOn, read_adapter_recipe, training_prompt
+    from fusionrec.finetune.recipe import load_recipe, load_saved_recipe
 
     recipe = load_recipe("ranker_cpu", ["train.max_steps=7"])
     trained_on = TrainedOn(base_model="smollm2-135m-instruct", profile="offline", dtype="float32",
@@ -159,8 +158,8 @@ def test_a_checkpoint_recipe_round_trips_through_the_loader(tmp_path):
 
 
 def test_adapter_settings_show_in_config_show_and_leave_the_shared_config_alone(tmp_path):
-    from agent.agent import effective_config
-    from fusionrec.cli import show_config
+    from fusionrec.agent.agent import effective_config
+    from fusionrec.agent.commands import show_config
 
     (tmp_path / "config.yaml").write_text("data:\n  template: compact\n  max_prompt_tokens: 640\n  overview_chars: 200\n")
     cfg = load_config(None, [f"agent.adapter={tmp_path}"])

@@ -8,10 +8,10 @@ import sys
 
 import numpy as np
 import pytest
+from fusionrec.evaluation import metrics as E
+from fusionrec.retrieval.collaborative.prior import rank_metrics
 
-from evaluation import metrics as E
 from fusionrec import metrics as M
-from retrieval.prior import rank_metrics
 
 
 def test_known_values():
@@ -31,7 +31,7 @@ def test_known_values():
 
 
 def test_finetune_prior_and_evaluation_agree():
-    from finetune.tasks import hr_ndcg
+    from fusionrec.finetune.tasks import hr_ndcg
 
     ranks = [0, 1, 2, 4, 9, 10, 19]  # 0-based
     ft = hr_ndcg(ranks)

@@ -63,11 +63,11 @@ def test_library_warnings_and_tracebacks_go_to_the_log_only(tmp_path, capsys, re
 
     warnings.warn("a huge image", Image.DecompressionBombWarning, stacklevel=1)
     logging.getLogger("chromadb.telemetry").warning("library chatter")
-    logging.getLogger("retrieval.ingest").warning("item 7: image skipped")
+    logging.getLogger("fusionrec.retrieval.ingest").warning("item 7: image skipped")
     try:
         {}["missing"]
     except KeyError:
-        logs.log_traceback(logging.getLogger("agent.agent"), "turn failed")
+        logs.log_traceback(logging.getLogger("fusionrec.agent.agent"), "turn failed")
     err = capsys.readouterr().err
     assert err == "warning: item 7: image skipped\n"  # the project's own warning, one line
     text = path.read_text()
@@ -81,7 +81,7 @@ def test_verbose_prints_everything(tmp_path, capsys, restore_logging):
     try:
         int("x")
     except ValueError:
-        logs.log_traceback(logging.getLogger("agent.agent"), "turn failed")
+        logs.log_traceback(logging.getLogger("fusionrec.agent.agent"), "turn failed")
     err = capsys.readouterr().err
     assert "deprecated thing" in err and "Traceback" in err and "invalid literal" in err
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fusionrec.encoders.audio import CLASSIC_DIM, N_MELS_CLASSIC, AudioEncoder, classic_features
 
-from encoders import registry
-from encoders.audio import CLASSIC_DIM, N_MELS_CLASSIC, AudioEncoder, classic_features
-from encoders.media import MediaError
+from fusionrec import encoders
+from fusionrec.media import MediaError
 
 SENTENCE = "Show me a comedy movie for the whole family."
 
@@ -40,12 +40,12 @@ def speech(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def real_audio(offline_cfg) -> AudioEncoder:
-    return registry.load_audio_encoder(offline_cfg)
+    return encoders.load_audio_encoder(offline_cfg)
 
 
 @pytest.fixture(scope="module")
 def tiny_audio(tiny_cfg) -> AudioEncoder:
-    return registry.load_audio_encoder(tiny_cfg)
+    return encoders.load_audio_encoder(tiny_cfg)
 
 
 @pytest.mark.real

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from encoders.convert import ct2_whisper
-from encoders.registry import ModelPackageError, offline_paths
+from fusionrec.models.convert import ct2_whisper
+from fusionrec.models.registry import ModelPackageError, offline_paths
 
 SENTENCE = "Show me a comedy movie for the whole family."
 
@@ -90,7 +90,7 @@ def speech_wav(tmp_path_factory) -> Path:
 
 @pytest.mark.real
 def test_converted_default_whisper_transcribes_speech(offline_cfg, speech_wav):
-    from encoders.registry import load_whisper
+    from fusionrec.models.registry import load_whisper
 
     model = load_whisper(offline_cfg)  # the offline default: Whisper base (docs/results/requests.md)
     assert model.is_multilingual and model.dims.n_audio_layer == 6

@@ -9,16 +9,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fusionrec.encoders.image import ClipImageEncoder, TimmImageEncoder, imagenet_names, open_image_encoder
 
-from encoders import registry
-from encoders.convert.efficientnet import (
+from fusionrec import encoders
+from fusionrec.media import MediaError
+from fusionrec.models import registry
+from fusionrec.models.convert.efficientnet import (
     ConversionError,
     convert_efficientnet,
     map_state_dict,
     package_weights,
 )
-from encoders.image import ClipImageEncoder, TimmImageEncoder, imagenet_names, open_image_encoder
-from encoders.media import MediaError
 
 
 def asset(package: str, rel: str) -> Path:
@@ -44,7 +45,7 @@ def samples() -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def effnet(offline_cfg) -> TimmImageEncoder:
-    enc = registry.load_image_encoder(offline_cfg)
+    enc = encoders.load_image_encoder(offline_cfg)
     assert isinstance(enc, TimmImageEncoder)
     return enc
 
@@ -153,7 +154,7 @@ def test_bad_image_in_a_batch_names_the_file(effnet, samples, tmp_path):
 # --- open_clip -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_clip(tiny_cfg) -> ClipImageEncoder:
-    enc = registry.load_image_encoder(tiny_cfg)
+    enc = encoders.load_image_encoder(tiny_cfg)
     assert isinstance(enc, ClipImageEncoder)
     return enc
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from encoders.media import MediaError, guess_kind, validate
+from fusionrec.media import MediaError, guess_kind, validate
 from fusionrec.types import Attachment
 
 pytestmark = pytest.mark.skipif(

@@ -18,15 +18,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from encoders.config import ModelsConfig
-from encoders.media import (
+from fusionrec.config import REPO_ROOT, load_config
+from fusionrec.media import (
     DEFAULT_MAX_MEGAPIXELS,
     MediaError,
     max_image_megapixels,
     set_max_image_megapixels,
     validate,
 )
-from fusionrec.config import REPO_ROOT, load_config
+from fusionrec.models.config import ModelsConfig
 
 BOMB_REASON = "image too large (144.0 megapixels > limit 40 megapixels)"
 
@@ -98,8 +98,8 @@ def limit():
 def test_bomb_is_refused_from_the_header_quickly_with_bounded_memory(bomb):
     code = PEAK + (
         "import json, sys, time\n"
-        "from encoders.media import MediaError, validate\n"
-        "from encoders.image import open_image\n"
+        "from fusionrec.media import MediaError, validate\n"
+        "from fusionrec.encoders.image import open_image\n"
         "import PIL.Image\n"
         "base, t0, errors = peak(), time.perf_counter(), []\n"
         "for check in (lambda p: validate(p, 'image'), open_image, lambda p: open_image(p, 896)):\n"
@@ -128,9 +128,8 @@ def test_just_over_the_limit_names_the_size_and_prints_no_warning(tmp_path):
 
 
 def test_limit_is_configurable_and_pillow_follows_it(tmp_path, limit):
+    from fusionrec.encoders.image import open_image
     from PIL import Image
-
-    from encoders.image import open_image
 
     assert ModelsConfig().max_image_megapixels == DEFAULT_MAX_MEGAPIXELS == 40
     assert load_config(None, ["models.max_image_megapixels=2.5"]).models.max_image_megapixels == 2.5
@@ -160,9 +159,8 @@ def test_scaled_validation_still_finds_a_truncated_jpeg(big_jpeg, tmp_path):
 
 # --- reduced decoding ----------------------------------------------------------------------------
 def test_open_image_decodes_big_images_at_reduced_size(big_jpeg, tmp_path):
+    from fusionrec.encoders.image import open_image
     from PIL import Image
-
-    from encoders.image import open_image
 
     small = open_image(big_jpeg, min_side=896)
     assert small.mode == "RGB" and min(small.size) in (895, 896) and small.size[0] > small.size[1]
@@ -177,12 +175,12 @@ def test_big_jpeg_is_validated_and_encoded_with_bounded_memory(tiny_cfg, big_jpe
         "import json, sys\n"
         "import numpy as np, torch\n"
         "from fusionrec.config import load_config\n"
-        "from encoders import registry\n"
-        "from encoders.image import open_image\n"
-        "from encoders.media import validate\n"
+        "from fusionrec import encoders\n"
+        "from fusionrec.encoders.image import open_image\n"
+        "from fusionrec.media import validate\n"
         "cfg = load_config(None, ['models.profile=tiny', 'models.device=cpu'])\n"
         "cfg.paths.home = sys.argv[1]\n"
-        "enc = registry.load_image_encoder(cfg)\n"
+        "enc = encoders.load_image_encoder(cfg)\n"
         "enc.encode([sys.argv[3]])  # warm up: first-call allocations are not the image's\n"
         "base = peak()\n"
         "validate(sys.argv[2], 'image')\n"
@@ -206,9 +204,9 @@ def test_big_jpeg_is_validated_and_encoded_with_bounded_memory(tiny_cfg, big_jpe
 def test_normal_poster_gives_the_same_vector_as_a_full_decode(tiny_cfg, shared_data):
     from PIL import Image, ImageOps
 
-    from encoders import registry
+    from fusionrec import encoders
 
-    enc = registry.load_image_encoder(tiny_cfg)
+    enc = encoders.load_image_encoder(tiny_cfg)
     posters = sorted((shared_data / "movielens-100k-posters" / "posters").glob("*.jpg"))[:3]
     if not posters:
         pytest.skip("no posters in the shared data")

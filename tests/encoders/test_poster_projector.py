@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fusionrec.encoders.image import TimmImageEncoder
+from fusionrec.encoders.poster_projector import PosterProjector, ProjectorError, save_projector
 
-from encoders import registry
-from encoders.image import TimmImageEncoder
-from encoders.poster_projector import PosterProjector, ProjectorError, save_projector
+from fusionrec import encoders
 
 pytestmark = pytest.mark.real
 
@@ -33,7 +33,7 @@ def _with(cfg, **models):
 
 @pytest.fixture(scope="module")
 def bridge(offline_cfg) -> TimmImageEncoder:
-    enc = registry.load_image_encoder(offline_cfg)
+    enc = encoders.load_image_encoder(offline_cfg)
     assert isinstance(enc, TimmImageEncoder) and enc.projector is None
     return enc
 
@@ -48,7 +48,7 @@ def projector_file(bridge, tmp_path_factory) -> Path:
 
 def test_configured_projector_maps_native_features_into_the_text_space(offline_cfg, bridge, projector_file):
     paths = _samples()
-    enc = registry.load_image_encoder(_with(offline_cfg, poster_projector=str(projector_file)))
+    enc = encoders.load_image_encoder(_with(offline_cfg, poster_projector=str(projector_file)))
     assert enc is not bridge and enc.model_id.startswith(f"{bridge.model_id}+projector-")
     feats = enc.features(paths)
     base = bridge.features(paths)
@@ -73,7 +73,7 @@ def test_a_projector_in_the_checkpoints_folder_is_not_picked_up(
     saved = cfg.checkpoints_dir / "poster_projector" / "poster_projector.safetensors"
     saved.parent.mkdir(parents=True)
     saved.write_bytes(projector_file.read_bytes())
-    enc = registry.load_image_encoder(cfg)
+    enc = encoders.load_image_encoder(cfg)
     assert enc.projector is None and enc.model_id == bridge.model_id
     paths = _samples()[:1]
     np.testing.assert_allclose(enc.to_text_space(paths), bridge.to_text_space(paths), atol=1e-5)
@@ -99,17 +99,17 @@ def test_projectors_for_other_encoders_or_missing_files_are_refused(offline_cfg,
     for name, (module, image_model, text_model, key) in cases.items():
         path = save_projector(module, tmp_path / name, image_model, text_model)
         with pytest.raises(ProjectorError, match=rf"{name}: made for {key}="):
-            registry.load_image_encoder(_with(offline_cfg, poster_projector=str(path)))
+            encoders.load_image_encoder(_with(offline_cfg, poster_projector=str(path)))
     with pytest.raises(ProjectorError, match=r"missing\.safetensors: poster projector not found"):
-        registry.load_image_encoder(
+        encoders.load_image_encoder(
             _with(offline_cfg, poster_projector=str(tmp_path / "missing.safetensors"))
         )
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"not a safetensors file")
     with pytest.raises(ProjectorError, match="junk.safetensors: not a readable safetensors file"):
-        registry.load_image_encoder(_with(offline_cfg, poster_projector=str(junk)))
+        encoders.load_image_encoder(_with(offline_cfg, poster_projector=str(junk)))
 
 
 def test_open_clip_encoders_take_no_projector(tiny_cfg, projector_file):
     with pytest.raises(ValueError, match=r"models\.poster_projector=.*only a timm image encoder"):
-        registry.load_image_encoder(_with(tiny_cfg, poster_projector=str(projector_file)))
+        encoders.load_image_encoder(_with(tiny_cfg, poster_projector=str(projector_file)))

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from encoders import registry
-from encoders.prepare import read_manifest
 from fusionrec.cli import main
+from fusionrec.models import registry
+from fusionrec.models.prepare import read_manifest
 
 pytestmark = pytest.mark.real
 LABELS = [chr(ord("A") + i) for i in range(20)]
@@ -54,8 +54,8 @@ def test_prepared_llm_matches_the_gguf_it_came_from(offline_cfg):
     """The saved float16 folder gives the same next-token logits as the dequantised GGUF (within 0.1)."""
     import torch
 
-    from encoders.convert.gguf_llm import gguf_path
     from fusionrec.config import load_config
+    from fusionrec.models.convert.gguf_llm import gguf_path
 
     gguf_cfg = load_config(None, ["models.profile=offline", f"models.llm={gguf_path()}"])
     gguf_model, tok = registry.load_llm(gguf_cfg)

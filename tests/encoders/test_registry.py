@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from encoders import registry
-from encoders.prepare import _atomic, _remove_stale_tmp, model_rows, prepare_models, read_manifest
-from encoders.registry import ModelError, ModelPackageError
+from fusionrec import encoders
 from fusionrec.cli import main
 from fusionrec.config import load_config
+from fusionrec.models import registry
+from fusionrec.models.prepare import _atomic, _remove_stale_tmp, model_rows, prepare_models, read_manifest
+from fusionrec.models.registry import ModelError, ModelPackageError
 
 LABELS = [chr(ord("A") + i) for i in range(20)]
 
@@ -193,19 +194,19 @@ def test_tiny_text_folder_is_a_sentence_transformer_with_minilm_tokenizer(tiny_c
 
 
 def test_text_and_image_encoders_through_the_registry(tiny_cfg):
-    text = registry.load_text_encoder(tiny_cfg)
-    assert registry.load_text_encoder(tiny_cfg) is text
+    text = encoders.load_text_encoder(tiny_cfg)
+    assert encoders.load_text_encoder(tiny_cfg) is text
     assert text.encode(["hello"]).shape == (1, text.dim)
-    image = registry.load_image_encoder(tiny_cfg)
+    image = encoders.load_image_encoder(tiny_cfg)
     assert image.encode_text(["hello"]).shape[0] == 1
 
 
 def test_audio_and_video_encoders_are_built_from_the_shared_models(tiny_cfg):
-    audio = registry.load_audio_encoder(tiny_cfg)
+    audio = encoders.load_audio_encoder(tiny_cfg)
     assert audio.model is registry.load_whisper(tiny_cfg)
-    assert registry.load_audio_encoder(tiny_cfg) is audio
-    video = registry.load_video_encoder(tiny_cfg)
-    assert video.image_encoder is registry.load_image_encoder(tiny_cfg)
+    assert encoders.load_audio_encoder(tiny_cfg) is audio
+    video = encoders.load_video_encoder(tiny_cfg)
+    assert video.image_encoder is encoders.load_image_encoder(tiny_cfg)
     assert video.audio_encoder is audio
 
 

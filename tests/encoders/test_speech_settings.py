@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from fusionrec.encoders.audio import AudioEncoder
 
-from encoders import registry
-from encoders.audio import AudioEncoder
-from encoders.config import SPEECH_PROMPT
+from fusionrec import encoders
 from fusionrec.config import ConfigError
+from fusionrec.models import registry
+from fusionrec.models.config import SPEECH_PROMPT
 from tests.conftest import make_config
 
 
@@ -71,15 +72,15 @@ def test_temperature_fallback_redecodes_a_broken_transcript(whisper_model, clip)
 def test_config_settings_reach_the_audio_encoder(tiny_cfg):
     cfg = make_config("tiny", overrides=["models.speech_beam_size=4", "models.speech_prompt=Films.",
                                          "models.speech_temperatures=0.0,0.5"])  # fmt: skip
-    enc = registry.load_audio_encoder(cfg)
+    enc = encoders.load_audio_encoder(cfg)
     assert (enc.beam_size, enc.prompt, enc.temperature, enc.language) == (4, "Films.", (0.0, 0.5), "")
-    assert registry.load_audio_encoder(tiny_cfg) is not enc  # other settings, another encoder
+    assert encoders.load_audio_encoder(tiny_cfg) is not enc  # other settings, another encoder
 
 
 def test_a_language_an_english_only_model_cannot_hear_is_one_line(tiny_cfg):
     cfg = make_config("tiny", overrides=["models.speech_language=de"])
     with pytest.raises(registry.ModelError, match=r"models.speech_language='de': .* only hears English"):
-        registry.load_audio_encoder(cfg)
+        encoders.load_audio_encoder(cfg)
 
 
 @pytest.mark.parametrize(
@@ -100,7 +101,7 @@ def test_bad_speech_settings_name_the_key(override, message):
 def test_the_tiny_checkpoint_is_the_same_finite_weights_every_build(tmp_path):
     """Built twice from the seed, the random checkpoint is identical and finite (no tensor is left
     as uninitialised memory, which made CI transcripts NaN)."""
-    from encoders.tiny import build_whisper
+    from fusionrec.models.tiny import build_whisper
 
     states = []
     for name in ("a.pt", "b.pt"):

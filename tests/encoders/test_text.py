@@ -6,9 +6,10 @@ import json
 
 import numpy as np
 import pytest
+from fusionrec.encoders.text import ClipTextEncoder, SentenceEncoder, TfidfEncoder, open_text_encoder
 
-from encoders import registry
-from encoders.text import ClipTextEncoder, SentenceEncoder, TfidfEncoder, open_text_encoder
+from fusionrec import encoders
+from fusionrec.models import registry
 
 PLOTS = [
     "A young farm boy joins a rebellion against a galactic empire with the help of a jedi knight.",
@@ -24,7 +25,7 @@ def _unit_rows(v: np.ndarray) -> bool:
 
 @pytest.fixture(scope="module")
 def minilm(offline_cfg):
-    return registry.load_text_encoder(offline_cfg)
+    return encoders.load_text_encoder(offline_cfg)
 
 
 @pytest.mark.real
@@ -98,7 +99,7 @@ def test_missing_folder_is_a_clear_error(tmp_path):
 
 
 def test_tiny_text_encoder_through_registry(tiny_cfg):
-    enc = registry.load_text_encoder(tiny_cfg)
+    enc = encoders.load_text_encoder(tiny_cfg)
     v = enc.encode(["hello world", "another sentence", ""])
     assert v.shape == (3, enc.dim) and enc.dim == 32 and _unit_rows(v)
     assert enc.model_id == "text"
@@ -119,7 +120,7 @@ def test_the_text_module_does_not_import_the_image_module():
     import sys
     from pathlib import Path
 
-    code = "import sys, encoders.text; print('encoders.image' in sys.modules, 'torch' in sys.modules)"
+    code = "import sys, fusionrec.encoders.text; print('fusionrec.encoders.image' in sys.modules, 'torch' in sys.modules)"
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.split() == ["False", "False"]

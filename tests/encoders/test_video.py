@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fusionrec.encoders.pooling import AttentionPooling, mean_pool, pool
+from fusionrec.encoders.video import VideoEncoder
 
-from encoders import registry
-from encoders.media import MediaError
-from encoders.pooling import AttentionPooling, mean_pool, pool
-from encoders.video import VideoEncoder
+from fusionrec import encoders
+from fusionrec.media import MediaError
 
 SENTENCE = "Show me a comedy movie for the whole family."
 
@@ -41,13 +41,13 @@ def clips(tmp_path_factory, shared_data) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def tiny_video(tiny_cfg, tmp_path_factory) -> VideoEncoder:
-    image = registry.load_image_encoder(tiny_cfg)
+    image = encoders.load_image_encoder(tiny_cfg)
     return VideoEncoder(image, None, cache_dir=tmp_path_factory.mktemp("frames"))
 
 
 @pytest.mark.real
 def test_real_video_frames_pooled_vector_and_transcript(offline_cfg, clips):
-    enc = registry.load_video_encoder(offline_cfg)
+    enc = encoders.load_video_encoder(offline_cfg)
     v = enc.encode(clips["clip"], fps=1.0)
     assert len(v.frames) == 3 and v.times == [0.0, 1.0, 2.0]
     assert all(f.is_file() and f.suffix == ".jpg" for f in v.frames)
@@ -75,7 +75,7 @@ def test_frames_are_capped_cached_and_reused(tiny_video, clips):
 
 def test_video_without_sound_and_audio_track_extraction(tiny_cfg, clips, tmp_path):
     enc = VideoEncoder(
-        registry.load_image_encoder(tiny_cfg), registry.load_audio_encoder(tiny_cfg), cache_dir=tmp_path
+        encoders.load_image_encoder(tiny_cfg), encoders.load_audio_encoder(tiny_cfg), cache_dir=tmp_path
     )
     assert enc.encode(clips["mute"], fps=1.0, with_audio=False).audio is None
     mute = enc.encode(clips["mute"], fps=1.0)
@@ -87,7 +87,7 @@ def test_video_without_sound_and_audio_track_extraction(tiny_cfg, clips, tmp_pat
 
 
 def test_attention_pooling_untrained_equals_mean(tiny_cfg, clips, tmp_path):
-    image = registry.load_image_encoder(tiny_cfg)
+    image = encoders.load_image_encoder(tiny_cfg)
     mean = VideoEncoder(image, None, cache_dir=tmp_path).encode(clips["mute"], fps=2.0)
     att = VideoEncoder(image, None, cache_dir=tmp_path, pooling="attention").encode(clips["mute"], fps=2.0)
     np.testing.assert_allclose(att.image, mean.image, atol=1e-5)

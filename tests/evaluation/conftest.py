@@ -46,7 +46,7 @@ def one_torch_thread():
 @pytest.fixture(scope="session")
 def data_cfg(shared_data) -> Config:
     """ML-100k and ReDial prepared under HOME (no models needed)."""
-    from retrieval.prepare import prepare_dataset
+    from fusionrec.data.prepare import prepare_dataset
 
     cfg = eval_config()
     for name in ("movielens-100k", "redial"):
@@ -59,7 +59,7 @@ def data_cfg(shared_data) -> Config:
 @pytest.fixture(scope="session")
 def ml100k(data_cfg: Config) -> tuple[list, list]:
     """(items, interactions) of the prepared ML-100k."""
-    from retrieval.prepare import load_prepared
+    from fusionrec.data.prepare import load_prepared
 
     return load_prepared(data_cfg, "movielens-100k")
 
@@ -86,12 +86,13 @@ def adapter(llm_cfg: Config, tmp_path_factory):
     item table (the item projector takes text vector + BPR vector), config.yaml (pointwise scoring)."""
     import numpy as np
     import torch
+    from fusionrec.agent.projector import Projectors
+    from fusionrec.encoders import load_text_encoder
+    from fusionrec.retrieval.collaborative.bpr import TABLE_FILE, save_table
     from peft import LoraConfig, get_peft_model
 
-    from agent.projector import Projectors
-    from encoders.registry import load_llm, load_text_encoder
-    from retrieval.collaborative import TABLE_FILE, save_table
-    from retrieval.prepare import load_prepared
+    from fusionrec.data.prepare import load_prepared
+    from fusionrec.models.registry import load_llm
 
     folder = tmp_path_factory.mktemp("ckpt") / "best"
     model, _ = load_llm(llm_cfg)

@@ -7,12 +7,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from fusionrec.evaluation import baselines as B
+from fusionrec.evaluation import protocols as P
+from fusionrec.evaluation.metrics import example_metrics
+from fusionrec.evaluation.vectors import VectorTable
+from fusionrec.retrieval.collaborative.bpr import train_bpr
 
-from evaluation import baselines as B
-from evaluation import protocols as P
-from evaluation.metrics import example_metrics
-from evaluation.vectors import VectorTable
-from retrieval.collaborative import train_bpr
 from tests.conftest import make_config
 
 
@@ -140,7 +140,7 @@ def test_retrieval_fusion_follows_the_modalities_used(tmp_path):
 
 
 def test_retrieval_ablations_and_contribution_on_four_modalities(tmp_path):
-    from evaluation.ablations import retrieval_ablations
+    from fusionrec.evaluation.ablations import retrieval_ablations
 
     table = _table()
     examples = [
@@ -173,7 +173,7 @@ def test_retrieval_ablations_and_contribution_on_four_modalities(tmp_path):
 
 
 def test_missing_modality_is_reported_not_faked(tmp_path):
-    from evaluation.ablations import retrieval_ablations
+    from fusionrec.evaluation.ablations import retrieval_ablations
 
     table = _table()
     for b in ("audio", "video"):

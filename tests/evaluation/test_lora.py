@@ -11,8 +11,9 @@ from tests.evaluation.conftest import HOME, QUICK
 
 def test_find_adapter_ignores_checkpoints_it_is_not_told_about(tmp_path):
     """Only `agent.adapter` (via agent.resolve_adapter) chooses the adapter, never a checkpoint found."""
-    from agent.agent import resolve_adapter
-    from evaluation.llm import find_adapter
+    from fusionrec.agent.agent import resolve_adapter
+    from fusionrec.evaluation.llm import find_adapter
+
     from tests.conftest import make_config
 
     cfg = make_config("tiny", home=tmp_path)
@@ -33,7 +34,7 @@ def test_find_adapter_ignores_checkpoints_it_is_not_told_about(tmp_path):
 
 
 def test_checkpoint_settings_read_the_recipe(adapter):
-    from evaluation.llm import checkpoint_settings
+    from fusionrec.evaluation.llm import checkpoint_settings
 
     assert checkpoint_settings(adapter) == {
         "template": "concise",
@@ -100,9 +101,8 @@ def test_lora_system_is_evaluated_with_its_training_prompts(eval_cfg, adapter, t
 
 def test_a_malformed_recipe_is_named(tmp_path):
     import pytest
-
-    from agent.checkpoint import training_prompt
-    from evaluation.llm import checkpoint_settings
+    from fusionrec.agent.checkpoint import training_prompt
+    from fusionrec.evaluation.llm import checkpoint_settings
 
     assert training_prompt(tmp_path) == {} and checkpoint_settings(None) == {}
     (tmp_path / "config.yaml").write_text("data: [template: concise\n")

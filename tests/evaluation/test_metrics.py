@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-
-from evaluation import metrics as M
+from fusionrec.evaluation import metrics as M
 
 CANDS = [f"i{k}" for k in range(1, 21)]  # 20 candidates, ranked in this order
 
@@ -33,13 +32,6 @@ def test_target_first_last_and_missing():
     missing = M.example_metrics(CANDS, "nope")
     assert set(missing.values()) == {0.0}
     assert M.rank_of(CANDS, "i12") == 12 and M.rank_of(CANDS, "x") is None
-
-
-def test_recall_with_several_targets():
-    assert M.recall_at(CANDS, ["i2", "i9", "i15"], 10) == pytest.approx(2 / 3)
-    assert M.recall_at(CANDS, ["i2", "i9", "i15"], 1) == 0.0
-    assert M.recall_at(CANDS, ["i1"], 1) == 1.0
-    assert M.recall_at(CANDS, [], 10) == 0.0
 
 
 def test_kendall_tau():

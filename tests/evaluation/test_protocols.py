@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from fusionrec.evaluation import protocols as P
 
-from evaluation import protocols as P
-from retrieval.loo import SPLITS
+from fusionrec.data.loo import SPLITS
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +49,8 @@ def test_same_seed_same_sets_other_seed_other_negatives(ml100k, loo):
 
 
 def test_identical_to_the_shared_candidate_builder(ml100k, loo):
-    """The sets built here are the shared (`retrieval.loo`) ones finetune saves with random negatives."""
-    from retrieval.loo import NegativeSampler, eval_examples, leave_one_out
+    """The sets built here are the shared (`fusionrec.data.loo`) ones finetune saves with random negatives."""
+    from fusionrec.data.loo import NegativeSampler, eval_examples, leave_one_out
 
     items, interactions = ml100k
     splits = leave_one_out(P.user_sequences(interactions))
@@ -134,7 +134,7 @@ def test_redial_examples_by_hand():
 
 
 def test_redial_examples_on_the_real_test_dialogues(data_cfg):
-    from retrieval.prepare import load_dialogues, load_prepared
+    from fusionrec.data.prepare import load_dialogues, load_prepared
 
     ids = {i.id for i in load_prepared(data_cfg, "redial")[0]}
     ex = [e for e in P.redial_examples(load_dialogues(data_cfg, "test")) if e.target in ids]

@@ -7,9 +7,9 @@ import shutil
 
 import numpy as np
 import pytest
+from fusionrec.evaluation import protocols as P
+from fusionrec.evaluation.redial import CatalogScores, dialogue_interactions, run_redial, summary_section
 
-from evaluation import protocols as P
-from evaluation.redial import CatalogScores, dialogue_interactions, run_redial, summary_section
 from tests.evaluation.conftest import HOME
 
 CATALOG = ["a", "b", "c", "d", "e"]
@@ -79,7 +79,7 @@ def test_new_filter_removes_exactly_the_already_mentioned_targets(data_cfg):
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     section = run_redial(cfg, folder, "popularity,repeat,co-mention,repeat+co-mention")
-    from retrieval.prepare import load_dialogues, load_prepared
+    from fusionrec.data.prepare import load_dialogues, load_prepared
 
     known = {i.id for i in load_prepared(cfg, "redial")[0]}
     examples = P.subset(
@@ -90,7 +90,7 @@ def test_new_filter_removes_exactly_the_already_mentioned_targets(data_cfg):
     assert section["train_dialogues"] == 600 and section["train_splits"] == ["train", "valid"]
     for name, s in section["systems"].items():
         assert s["all"]["n"] == 300 and s["new"]["n"] == 300 - len(repeated), name
-    from evaluation.records import Records
+    from fusionrec.evaluation.records import Records
 
     rec = Records(folder, "redial", "repeat")
     for e in examples:

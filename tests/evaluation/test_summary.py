@@ -33,8 +33,9 @@ def _folder(name: str):
 
 
 def test_changed_adapter_or_candidates_refuse_the_report_folder(tmp_path):
-    from evaluation.protocols import candidates_path
-    from evaluation.records import RecordsMismatch, check_folder
+    from fusionrec.evaluation.protocols import candidates_path
+    from fusionrec.evaluation.records import RecordsMismatch, check_folder
+
     from tests.conftest import make_config
 
     adapter = tmp_path / "adapter"
@@ -86,10 +87,11 @@ def test_summary_replaces_its_section_and_keeps_the_others(data_cfg, tmp_path):
 def residual_adapter(adapter, llm_cfg, tmp_path_factory):
     """The tiny LoRA checkpoint made a residual one: a BPR + SASRec + popularity prior fitted on the
     training sequences, residual weights, and a finetune metrics.csv with validation rows."""
-    from agent.residual import Residual
-    from retrieval.prepare import load_prepared
-    from retrieval.prior import fit_prior
-    from retrieval.splits import user_sequences
+    from fusionrec.agent.residual import Residual
+    from fusionrec.retrieval.collaborative.prior import fit_prior
+
+    from fusionrec.data.prepare import load_prepared
+    from fusionrec.data.splits import user_sequences
 
     folder = tmp_path_factory.mktemp("residual") / "ranker"
     shutil.copytree(adapter, folder)
@@ -114,11 +116,12 @@ def _records(folder, system: str) -> dict[str, dict]:
 
 
 def test_residual_adapter_rows_summary_and_resume(residual_adapter, llm_cfg, tmp_path, capsys):
-    from evaluation.baselines import order_by
-    from evaluation.protocols import load_loo
-    from retrieval.prepare import load_prepared
-    from retrieval.prior import Prior
-    from retrieval.splits import user_sequences
+    from fusionrec.evaluation.baselines import order_by
+    from fusionrec.evaluation.protocols import load_loo
+    from fusionrec.retrieval.collaborative.prior import Prior
+
+    from fusionrec.data.prepare import load_prepared
+    from fusionrec.data.splits import user_sequences
 
     folder = _folder("residual")
     common = ("--limit", "8", "--llm-limit", "0", "--name", "residual")

@@ -40,7 +40,7 @@ def finetune_config(overrides: list[str] | None = None) -> Config:
 @pytest.fixture(scope="session")
 def ft_cfg(tiny_cfg: Config, shared_data) -> Config:
     """Tiny models, ML-100k and ReDial prepared under HOME."""
-    from retrieval.prepare import prepare_dataset
+    from fusionrec.data.prepare import prepare_dataset
 
     HOME.mkdir(parents=True, exist_ok=True)
     link = HOME / "models"
@@ -56,9 +56,9 @@ def ft_cfg(tiny_cfg: Config, shared_data) -> Config:
 @pytest.fixture(scope="session")
 def ml100k(ft_cfg: Config):
     """(items by id, leave-one-out splits) of the real ML-100k."""
-    from retrieval.loo import leave_one_out
-    from retrieval.prepare import load_prepared
-    from retrieval.splits import user_sequences
+    from fusionrec.data.loo import leave_one_out
+    from fusionrec.data.prepare import load_prepared
+    from fusionrec.data.splits import user_sequences
 
     items, interactions = load_prepared(ft_cfg, DATASET)
     return {i.id: i for i in items}, leave_one_out(user_sequences(interactions))
@@ -66,6 +66,6 @@ def ml100k(ft_cfg: Config):
 
 @pytest.fixture(scope="session")
 def tiny_llm(ft_cfg: Config):
-    from encoders.registry import load_llm
+    from fusionrec.models.registry import load_llm
 
     return load_llm(ft_cfg)

@@ -7,12 +7,11 @@ import json
 import re
 
 import pytest
+from fusionrec.evaluation import llm
+from fusionrec.finetune.data import candidate_sets, dialogue_examples, explanation_target, train_examples
+from fusionrec.finetune.prompts import seq_rank_prompt
 
-from evaluation import llm
-from finetune.data import candidate_sets, dialogue_examples, explanation_target, train_examples
-from finetune.prompts import seq_rank_prompt
-from fusionrec.types import Interaction
-from retrieval.loo import (
+from fusionrec.data.loo import (
     ExampleError,
     NegativeSampler,
     candidates_path,
@@ -20,7 +19,8 @@ from retrieval.loo import (
     leave_one_out,
     read_candidates,
 )
-from retrieval.splits import user_sequences
+from fusionrec.data.splits import user_sequences
+from fusionrec.types import Interaction
 
 
 def test_leave_one_out_orders_by_time_then_item_id():
@@ -119,7 +119,7 @@ def test_prompts_do_not_depend_on_item_ids(ml100k, tiny_llm):
 
 
 def test_redial_turns_become_examples(ft_cfg, ml100k):
-    from retrieval.prepare import load_dialogues
+    from fusionrec.data.prepare import load_dialogues
 
     items, _ = ml100k
     records = load_dialogues(ft_cfg, "train")
@@ -135,7 +135,7 @@ def test_redial_turns_become_examples(ft_cfg, ml100k):
 
 
 def test_explanation_targets_pass_the_agents_fact_check(ml100k):
-    from agent.explain import fact_check
+    from fusionrec.agent.explain import fact_check
 
     items, _ = ml100k
     titles = [i.title for i in items.values()]
@@ -149,8 +149,7 @@ def test_explanation_targets_pass_the_agents_fact_check(ml100k):
 def test_evaluation_builds_the_training_prompt_format(ml100k):
     """evaluation/llm.py mirrors finetune/prompts.py (it may not import finetune): same request, same history."""
     import numpy as np
-
-    from finetune.prompts import SEQ_REQUEST, history_attachments
+    from fusionrec.finetune.prompts import SEQ_REQUEST, history_attachments
 
     items, _ = ml100k
     history = ["50", "181", "1", "12"]

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from fusionrec.finetune.data import load_datasets
+from fusionrec.finetune.recipe import load_recipe
+from fusionrec.finetune.run import train
 
-from finetune.data import load_datasets
-from finetune.recipe import load_recipe
-from finetune.run import train
-from retrieval.loo import NegativeSampler
+from fusionrec.data.loo import NegativeSampler
 from tests.conftest import TEST_HOME, make_config
 from tests.finetune.conftest import SMALL
 
@@ -26,7 +26,7 @@ OVERRIDES = {**SMALL, "train.max_steps": 4, "tasks.fusion_weight": 1.0, "train.e
 @pytest.fixture(scope="module")
 def fusion_cfg(ft_cfg):
     """A home sharing the tiny models and prepared data, with a Chroma store of the items of a small run."""
-    from retrieval.ingest import ingest
+    from fusionrec.retrieval.ingest import ingest
 
     HOME.mkdir(parents=True, exist_ok=True)
     for name, target in (("models", ft_cfg.models_dir), ("data", ft_cfg.data_dir)):  # shared, prepared once
@@ -54,8 +54,8 @@ def _files(root: Path) -> set[str]:
 
 
 def test_stage2_trains_the_cross_modal_fusion(fusion_cfg, tmp_path, caplog):
-    from retrieval.fusion import UNTRAINED_WARNING
-    from retrieval.search import Retriever
+    from fusionrec.retrieval.fusion import UNTRAINED_WARNING
+    from fusionrec.retrieval.search import Retriever
 
     before = _files(HOME)
     result = train(fusion_cfg, load_recipe("tiny_smoke", OVERRIDES), str(tmp_path / "run"), progress=False)
@@ -78,8 +78,9 @@ def test_stage2_trains_the_cross_modal_fusion(fusion_cfg, tmp_path, caplog):
 
 
 def test_hard_negatives_come_from_retrieval(fusion_cfg):
-    from retrieval.prepare import load_prepared
-    from retrieval.search import Retriever
+    from fusionrec.retrieval.search import Retriever
+
+    from fusionrec.data.prepare import load_prepared
 
     items, _ = load_prepared(fusion_cfg, "movielens-100k")
     titles = {i.id: i.title for i in items}

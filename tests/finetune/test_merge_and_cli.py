@@ -8,10 +8,10 @@ import json
 
 import pytest
 import torch
+from fusionrec.finetune.checkpoint import CheckpointError
+from fusionrec.finetune.recipe import load_recipe
+from fusionrec.finetune.run import finetune_command, merge_checkpoint, train
 
-from finetune.checkpoint import CheckpointError
-from finetune.recipe import load_recipe
-from finetune.run import finetune_command, merge_checkpoint, train
 from fusionrec.settings import as_words
 from tests.finetune.conftest import SMALL
 
@@ -30,10 +30,9 @@ def trained(ft_cfg, tmp_path_factory):
 
 
 def test_merged_model_gives_the_same_logits_as_base_plus_adapter(ft_cfg, trained, tiny_llm):
+    from fusionrec.agent.projector import Projectors
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
-
-    from agent.projector import Projectors
 
     result, _, out = trained
     merged_dir = merge_checkpoint(ft_cfg, result.last_dir, out / "merged")
@@ -54,7 +53,7 @@ def test_merged_model_gives_the_same_logits_as_base_plus_adapter(ft_cfg, trained
 
 
 def test_the_agent_loads_a_checkpoint(ft_cfg, trained, tiny_llm):
-    from agent.agent import Agent
+    from fusionrec.agent.agent import Agent
 
     result, _, _ = trained
     cfg = copy.deepcopy(ft_cfg)

@@ -9,15 +9,15 @@ import re
 
 import pytest
 import yaml
-
-from finetune.poster_projector import (
+from fusionrec.finetune.poster_projector import (
     ProjectorRecipe,
     is_projector_recipe,
     load_projector_recipe,
     own_ranks,
     rank_summary,
 )
-from finetune.recipe import RECIPES_DIR, RecipeError, load_recipe
+from fusionrec.finetune.recipe import RECIPES_DIR, RecipeError, load_recipe
+
 from fusionrec.settings import as_words
 from tests.conftest import TEST_HOME, home_config
 
@@ -81,7 +81,7 @@ def test_own_rank_retrieval_metrics():
 @pytest.fixture(scope="module")
 def pp_cfg(offline_cfg, shared_data):
     """The offline models (EfficientNet-Lite0, MiniLM) and ML-100k prepared under HOME."""
-    from retrieval.prepare import prepare_dataset
+    from fusionrec.data.prepare import prepare_dataset
 
     cfg = home_config(offline_cfg.models_dir, HOME, "offline")
     if not (cfg.data_dir / "movielens-100k" / "items.jsonl").is_file():
@@ -91,7 +91,8 @@ def pp_cfg(offline_cfg, shared_data):
 
 @pytest.mark.real
 def test_cli_trains_a_projector_whose_loss_falls_and_beats_chance(pp_cfg, tmp_path, capsys):
-    from encoders.poster_projector import load_projector
+    from fusionrec.encoders.poster_projector import load_projector
+
     from fusionrec.cli import main
 
     out = tmp_path / "pp"

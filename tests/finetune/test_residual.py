@@ -7,11 +7,11 @@ import dataclasses
 
 import numpy as np
 import torch
+from fusionrec.agent.residual import Residual
+from fusionrec.finetune.recipe import load_recipe
+from fusionrec.finetune.run import train
+from fusionrec.retrieval.collaborative.prior import Prior
 
-from agent.residual import Residual
-from finetune.recipe import load_recipe
-from finetune.run import train
-from retrieval.prior import Prior
 from tests.finetune.conftest import SMALL
 
 
@@ -48,7 +48,8 @@ def test_ranker_recipe_starts_at_its_prior_and_the_agent_ranks_with_it(ft_cfg, t
         assert (folder / name).is_file(), name
     assert Residual.load(folder).weights()["llm_weight"] != 0.0  # the LLM's share was trained
 
-    from agent.agent import Agent
+    from fusionrec.agent.agent import Agent
+
     from fusionrec.types import Candidate
 
     cfg = dataclasses.replace(ft_cfg, agent=dataclasses.replace(ft_cfg.agent, adapter=str(folder)))
@@ -73,7 +74,7 @@ def test_ranker_recipe_starts_at_its_prior_and_the_agent_ranks_with_it(ft_cfg, t
     ]
 
     # `fusionrec finetune ship`: the inference files only, and the agent ranks the same from the copy
-    from finetune.ship import ship
+    from fusionrec.finetune.ship import ship
 
     shipped = ship(folder, tmp_path / "shipped")
     assert not (shipped / "optimizer.safetensors").exists() and (shipped / "metrics.csv").is_file()

@@ -5,13 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from fusionrec.agent.projector import Projectors
+from fusionrec.agent.rank import label_logprobs
+from fusionrec.finetune.data import train_examples
+from fusionrec.finetune.prompts import alignment_prompt, explanation_ids, seq_rank_prompt
+from fusionrec.finetune.tasks import (
+    IGNORE,
+    RecModel,
+    collate,
+    encode_lm,
+    encode_rank,
+    hr_ndcg,
+    ranks_of_targets,
+)
 
-from agent.projector import Projectors
-from agent.rank import label_logprobs
-from finetune.data import train_examples
-from finetune.prompts import alignment_prompt, explanation_ids, seq_rank_prompt
-from finetune.tasks import IGNORE, RecModel, collate, encode_lm, encode_rank, hr_ndcg, ranks_of_targets
-from retrieval.loo import NegativeSampler
+from fusionrec.data.loo import NegativeSampler
 
 
 @pytest.fixture(scope="module")

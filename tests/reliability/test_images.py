@@ -2,7 +2,7 @@
 
 The probe of the issue: a 12000x12000 PNG of a few hundred KB (far inside the 25 MB byte limit)
 used to cost 3 GB per search and print Pillow's DecompressionBombWarning. It goes through the real
-entry points: the agent's turn check and the UI's upload check (both `encoders.media.validate`),
+entry points: the agent's turn check and the UI's upload check (both `fusionrec.media.validate`),
 and `fusionrec search --image FILE`, which validates before it opens any catalog.
 """
 
@@ -58,8 +58,8 @@ def poster(tmp_path_factory) -> Path:
 
 
 def test_agent_and_ui_refuse_the_bomb_in_one_line(bomb, poster):
-    from agent.agent import Agent
-    from ui.uploads import check_uploads
+    from fusionrec.agent.agent import Agent
+    from fusionrec.ui.uploads import check_uploads
 
     cfg = load_config(None, ["models.profile=tiny"])
     agent = SimpleNamespace(cfg=cfg)  # check_turn reads only the config: no models needed
@@ -80,11 +80,11 @@ def test_the_entry_points_stay_fast_and_small_in_memory(bomb):
         "import json, resource, sys, time\n"
         "from pathlib import Path\n"
         "from types import SimpleNamespace\n"
-        "from agent.agent import Agent\n"
+        "from fusionrec.agent.agent import Agent\n"
         "from fusionrec.cli import main\n"
         "from fusionrec.config import load_config\n"
         "from fusionrec.types import Attachment, Turn\n"
-        "from ui.uploads import check_uploads\n"
+        "from fusionrec.ui.uploads import check_uploads\n"
         "peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
         "bomb, home = Path(sys.argv[1]), sys.argv[2]\n"
         "cfg = load_config(None, ['models.profile=tiny'])\n"

@@ -36,7 +36,7 @@ def languages_cfg(tiny_cfg, shared_data):
 
 @pytest.mark.parametrize(("text", "understood", "filters"), PROBES)
 def test_probe_through_the_agent(languages_cfg, text, understood, filters):
-    from agent.agent import Agent
+    from fusionrec.agent.agent import Agent
 
     agent = Agent(languages_cfg)
     events = list(agent.respond(DialogueState(), Turn("user", text)))

@@ -9,9 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from fusionrec.types import Item
-from retrieval.store import (
+from fusionrec.retrieval.store import (
     Store,
     StoreError,
     free_port,
@@ -19,6 +17,8 @@ from retrieval.store import (
     start_chroma_server,
     stop_chroma_server,
 )
+
+from fusionrec.types import Item
 from tests.conftest import make_config
 from tests.reliability.conftest import cli, error_line
 

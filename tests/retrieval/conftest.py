@@ -39,7 +39,7 @@ def retrieval_config(overrides: list[str] | None = None) -> Config:
 @pytest.fixture(scope="session")
 def ret_cfg(offline_cfg: Config, shared_data) -> Config:
     """Offline models, the ML-100k catalog prepared under HOME, an empty Chroma store."""
-    from retrieval.prepare import prepare_dataset
+    from fusionrec.data.prepare import prepare_dataset
 
     HOME.mkdir(parents=True, exist_ok=True)
     link = HOME / "models"
@@ -54,7 +54,7 @@ def ret_cfg(offline_cfg: Config, shared_data) -> Config:
 
 @pytest.fixture(scope="session")
 def catalog(ret_cfg: Config) -> list:
-    from retrieval.prepare import load_prepared
+    from fusionrec.data.prepare import load_prepared
 
     return load_prepared(ret_cfg, DATASET)[0]
 
@@ -69,7 +69,7 @@ def subset(catalog) -> list:
 @pytest.fixture(scope="session")
 def ingested(ret_cfg: Config, subset):
     """The subset ingested with text + image (the collections of every fusion strategy)."""
-    from retrieval.ingest import ingest
+    from fusionrec.retrieval.ingest import ingest
 
     return ingest(ret_cfg, DATASET, modalities=["text", "image"], progress=False, catalog=subset)
 

@@ -12,21 +12,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from encoders import registry
-from fusionrec.config import Config
-from fusionrec.types import Item
-from fusionrec.vectors import l2_normalise
-from retrieval.catalog import item_to_dict
-from retrieval.fusion import (
+from fusionrec.retrieval.fusion import (
     early_fuse,
     pooled_rrf,
     shared_blocks_cosine,
     standardized,
     weighted_sum,
 )
-from retrieval.search import QueryVectors, Retriever
-from retrieval.store import Store, item_metadata
+from fusionrec.retrieval.search import QueryVectors, Retriever
+from fusionrec.retrieval.store import Store, item_metadata
+
+from fusionrec import encoders
+from fusionrec.config import Config
+from fusionrec.data.catalog import item_to_dict
+from fusionrec.types import Item
+from fusionrec.vectors import l2_normalise
 from tests.conftest import home_config
 
 QUERY = "a quiet film about the sea"
@@ -75,7 +75,7 @@ def bridge_home(tiny_cfg: Config, tmp_path: Path) -> Path:
     """
     home = tmp_path / "home"
     cfg = home_config(tiny_cfg.models_dir, home, "tiny")
-    text, image = registry.load_text_encoder(cfg), registry.load_image_encoder(cfg)
+    text, image = encoders.load_text_encoder(cfg), encoders.load_image_encoder(cfg)
     q, qi = text.encode([QUERY])[0], image.encode_text([QUERY])[0]
     rng = np.random.default_rng(0)
     vectors = {

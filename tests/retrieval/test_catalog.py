@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from fusionrec.types import Interaction, Item
-from retrieval.catalog import (
+from fusionrec.data.catalog import (
     CatalogError,
     read_interactions,
     read_items,
     write_interactions,
     write_items,
 )
+from fusionrec.types import Interaction, Item
 
 ITEMS = [
     Item(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.cleaning import (
+from fusionrec.data.cleaning import (
     CleaningReport,
     RawItem,
     check_media,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from fusionrec.retrieval.collaborative.bpr import collab_table, load_table, save_table, train_bpr, with_collab
 
 from fusionrec.types import Interaction
-from retrieval.collaborative import collab_table, load_table, save_table, train_bpr, with_collab
 
 
 def test_collab_table_is_standardised_and_appended(tmp_path):

@@ -8,10 +8,10 @@ import random
 
 import numpy as np
 import pytest
+from fusionrec.retrieval import filtered
+from fusionrec.retrieval.store import Store, build_where, chroma_server, genre_key, hidden, item_metadata
 
 from fusionrec.types import Item
-from retrieval import filtered
-from retrieval.store import Store, build_where, chroma_server, genre_key, hidden, item_metadata
 from tests.conftest import make_config
 
 N, DIM = 600, 8  # Chroma's HNSW is exact at this size (checked below against brute force)

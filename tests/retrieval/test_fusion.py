@@ -7,8 +7,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-
-from retrieval.fusion import (
+from fusionrec.retrieval.fusion import (
     UNTRAINED_WARNING,
     CrossModalFusion,
     early_fuse,
@@ -19,6 +18,7 @@ from retrieval.fusion import (
     split_blocks,
     weighted_sum,
 )
+
 from tests.conftest import make_config
 
 LAYOUT = [("text", 4), ("image", 3), ("audio", 2)]

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fusionrec.retrieval.ingest import ingest, item_text, report_path
+from fusionrec.retrieval.search import Retriever
+from fusionrec.retrieval.store import Store, genre_key
 
 from fusionrec.config import REPO_ROOT
 from fusionrec.types import Attachment, Item
-from retrieval.ingest import ingest, item_text, report_path
-from retrieval.search import Retriever
-from retrieval.store import Store, genre_key
 from tests.retrieval.conftest import DATASET, N_ITEMS, retrieval_config
 
 pytestmark = pytest.mark.real

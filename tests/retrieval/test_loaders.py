@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from fusionrec.config import Config
-from retrieval.catalog import CatalogError
-from retrieval.loaders import DataSourceError, TitleIndex, display_title, split_title_year, title_keys
-from retrieval.loaders.download import fetch
-from retrieval.loaders.generic import dataset_name, load_generic
-from retrieval.loaders.movielens import find_ml100k, find_ml_latest, load_ml100k, load_ml_latest
-from retrieval.loaders.redial import SPLITS, find_redial, load_redial
+from fusionrec.data.catalog import CatalogError
+from fusionrec.data.loaders import DataSourceError, TitleIndex, display_title, split_title_year, title_keys
+from fusionrec.data.loaders.download import fetch
+from fusionrec.data.loaders.generic import dataset_name, load_generic
+from fusionrec.data.loaders.movielens import find_ml100k, find_ml_latest, load_ml100k, load_ml_latest
+from fusionrec.data.loaders.redial import SPLITS, find_redial, load_redial
 from tests.conftest import make_config
 
 

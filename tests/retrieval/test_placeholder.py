@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from retrieval.cleaning import CleaningReport, RawItem, clean_items, is_placeholder_title
-from retrieval.loaders.movielens import find_ml100k, load_ml100k
+from fusionrec.data.cleaning import CleaningReport, RawItem, clean_items, is_placeholder_title
+from fusionrec.data.loaders.movielens import find_ml100k, load_ml100k
 from tests.conftest import home_config
 from tests.retrieval.conftest import DATASET
 
@@ -53,8 +53,8 @@ def test_ml100k_item_267_is_reported_once_and_kept_with_its_ratings(offline_cfg,
 
 
 def test_placeholder_item_is_stored_but_never_retrieved(offline_cfg, catalog, tmp_path):
-    from retrieval.ingest import ingest
-    from retrieval.search import Retriever
+    from fusionrec.retrieval.ingest import ingest
+    from fusionrec.retrieval.search import Retriever
 
     cfg = home_config(offline_cfg.models_dir, tmp_path / "home", "offline")
     by_id = {i.id: i for i in catalog}

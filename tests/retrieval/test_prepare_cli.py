@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from fusionrec.cli import main
-from retrieval.catalog import read_items
-from retrieval.prepare import (
+from fusionrec.data.catalog import read_items
+from fusionrec.data.prepare import (
     DatasetNotPrepared,
     canonical_name,
     load_dialogues,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.loaders import DataSourceError
-from retrieval.loaders.movielens import find_ml_latest, load_ml_latest
-from retrieval.loaders.redial import DIALOGUE_FILES, MOVIES_CSV, SPLITS, find_redial, load_redial
+from fusionrec.data.loaders import DataSourceError
+from fusionrec.data.loaders.movielens import find_ml_latest, load_ml_latest
+from fusionrec.data.loaders.redial import DIALOGUE_FILES, MOVIES_CSV, SPLITS, find_redial, load_redial
 from tests.conftest import make_config
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fusionrec.retrieval.search import Retriever
 
 from fusionrec.vectors import l2_normalise
-from retrieval.search import Retriever
 
 pytestmark = pytest.mark.real
 

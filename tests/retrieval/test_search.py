@@ -8,11 +8,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from fusionrec.retrieval.fusion import UNTRAINED_WARNING
+from fusionrec.retrieval.search import RetrievalError, Retriever, search_command
 
-from encoders.media import MediaError
+from fusionrec.media import MediaError
 from fusionrec.types import Attachment
-from retrieval.fusion import UNTRAINED_WARNING
-from retrieval.search import RetrievalError, Retriever, search_command
 from tests.retrieval.conftest import N_ITEMS, retrieval_config
 
 pytestmark = pytest.mark.real

@@ -6,11 +6,11 @@ import random
 from pathlib import Path
 
 import pytest
+from fusionrec.retrieval.ingest import ingest
+from fusionrec.retrieval.search import Retriever
+from fusionrec.retrieval.store import Store, chroma_server
 
 from fusionrec.types import Attachment
-from retrieval.ingest import ingest
-from retrieval.search import Retriever
-from retrieval.store import Store, chroma_server
 from tests.retrieval.conftest import DATASET, retrieval_config
 
 pytestmark = pytest.mark.real

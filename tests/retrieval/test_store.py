@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from fusionrec.types import Item
-from retrieval.store import (
+from fusionrec.retrieval.store import (
     MAX_BATCH,
     Store,
     StoreError,
@@ -16,6 +14,8 @@ from retrieval.store import (
     open_client,
     parse_server_url,
 )
+
+from fusionrec.types import Item
 from tests.conftest import make_config
 
 

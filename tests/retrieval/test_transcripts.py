@@ -9,11 +9,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from fusionrec.retrieval.transcripts import CatalogLexicon, TranscriptCorrector, WhisperScorer, sound_key
 
-from encoders import registry
+from fusionrec import encoders
 from fusionrec.config import ConfigError, load_config
 from fusionrec.types import Attachment
-from retrieval.transcripts import CatalogLexicon, TranscriptCorrector, WhisperScorer, sound_key
 from tests.conftest import home_config
 from tests.retrieval.conftest import DATASET
 
@@ -52,7 +52,7 @@ def lexicon(catalog) -> CatalogLexicon:
 
 @pytest.fixture(scope="module")
 def corrector(offline_cfg, lexicon) -> TranscriptCorrector:
-    return TranscriptCorrector(lexicon, WhisperScorer(registry.load_audio_encoder(offline_cfg)))
+    return TranscriptCorrector(lexicon, WhisperScorer(encoders.load_audio_encoder(offline_cfg)))
 
 
 def test_sound_key_merges_what_whisper_confuses():
@@ -88,8 +88,8 @@ def test_a_transcript_heard_right_is_left_alone(corrector, say):
 
 
 def test_the_retriever_searches_the_corrected_transcript(offline_cfg, catalog, say, tmp_path):
-    from retrieval.ingest import ingest
-    from retrieval.search import Retriever
+    from fusionrec.retrieval.ingest import ingest
+    from fusionrec.retrieval.search import Retriever
 
     cfg = home_config(offline_cfg.models_dir, tmp_path / "home", "offline")
     cfg.retrieval.speech_correction = BONUS

@@ -49,7 +49,7 @@ def ui_tiny_cfg(tiny_cfg: Config, shared_data) -> Config:
 
 @pytest.fixture(scope="session")
 def tiny_agent(ui_tiny_cfg: Config):
-    from agent.agent import Agent
+    from fusionrec.agent.agent import Agent
 
     return Agent(ui_tiny_cfg)
 

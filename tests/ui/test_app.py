@@ -11,9 +11,9 @@ import urllib.parse
 import urllib.request
 
 import pytest
+from fusionrec.ui.app import build_app, catalog_info, free_port, launch, parse_auth, poster_url, serve
 
 from tests.conftest import make_config
-from ui.app import build_app, catalog_info, free_port, launch, parse_auth, poster_url, serve
 
 
 def test_parse_auth():
@@ -110,6 +110,6 @@ def test_launch_serves_locally_with_auth_and_the_queue_limit(tiny_agent, ui_tiny
     ],
 )
 def test_serving_shares_the_cores_among_concurrent_turns(overrides, cores, threads):
-    from ui.app import serving_threads
+    from fusionrec.ui.app import serving_threads
 
     assert serving_threads(make_config("tiny", overrides=overrides), cores) == threads

@@ -71,7 +71,7 @@ def _wait_until_up(url: str, proc: subprocess.Popen, log: Path) -> float:
 @pytest.fixture(scope="module")
 def server(ui_offline_cfg) -> Iterator[str]:
     """`fusionrec serve --port FREE` on the small offline catalog; terminated however the tests end."""
-    from ui.app import free_port
+    from fusionrec.ui.app import free_port
 
     ARTIFACTS.mkdir(exist_ok=True)
     log = ARTIFACTS / "ui-server.log"

@@ -7,8 +7,17 @@ import math
 import re
 from html.parser import HTMLParser
 
+from fusionrec.ui.cards import (
+    JS_ON_LOAD,
+    Card,
+    card_html,
+    poster_data_uri,
+    render_cards,
+    score_text,
+    why_html,
+)
+
 from fusionrec.types import Item
-from ui.cards import JS_ON_LOAD, Card, card_html, poster_data_uri, render_cards, score_text, why_html
 
 
 class _Tags(HTMLParser):

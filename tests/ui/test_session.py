@@ -6,8 +6,7 @@ import copy
 import shutil
 
 import pytest
-
-from ui.session import (
+from fusionrec.ui.session import (
     SEARCHING,
     Session,
     chat_value,

@@ -7,8 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from ui.uploads import MAX_FILES, UploadError, accepted_types, check_upload, check_uploads, kind_of
+from fusionrec.ui.uploads import MAX_FILES, UploadError, accepted_types, check_upload, check_uploads, kind_of
 
 MB = 2**20
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
@@ -105,7 +104,7 @@ def test_too_many_files_are_refused_at_once(media):
 
 
 def test_attachment_summaries(tmp_path):
-    from ui.attachments import AttachmentView, summary
+    from fusionrec.ui.attachments import AttachmentView, summary
 
     audio = AttachmentView("audio", tmp_path / "ask.wav", transcript="A comedy please")
     assert summary(audio) == '♪ Heard in ask.wav: "A comedy please"'

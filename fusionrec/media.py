@@ -185,11 +185,6 @@ def streams(info: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     return out
 
 
-def has_audio(path: str | Path) -> bool:
-    """Whether a file has at least one audio stream."""
-    return bool(streams(probe(path), "audio"))
-
-
 def duration(info: dict[str, Any]) -> float:
     """Duration in seconds from a probe result (format first, then the longest stream), 0 if unknown."""
     values = [info.get("format", {}).get("duration")]

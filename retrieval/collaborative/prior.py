@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fusionrec.retrieval.collaborative.bpr import BPRModel
 
 from fusionrec.metrics import mean_metrics, rank_by_score
-from retrieval.collaborative import BPRModel
 
 COMPONENTS = ("bpr", "sasrec", "popularity")
 PRIOR_FILE = "prior.json"
@@ -55,7 +55,7 @@ class Prior:
 
     weights: dict[str, float]
     bpr: BPRModel | None = None
-    sasrec: Any = None  # retrieval.sequential.SASRecModel
+    sasrec: Any = None  # retrieval.collaborative.sasrec.SASRecModel
     popularity: dict[str, float] = field(default_factory=dict)  # training interactions per item
     metrics: dict[str, Any] = field(default_factory=dict)  # validation numbers behind the weights
 
@@ -148,7 +148,7 @@ class Prior:
                 t["item_bias"].astype(np.float64),
             )
         if "sasrec" in info.get("components", []):
-            from retrieval.sequential import SASRecModel
+            from fusionrec.retrieval.collaborative.sasrec import SASRecModel
 
             sasrec = SASRecModel.load(folder)
         pop = {str(k): float(v) for k, v in info.get("popularity", {}).items()}
@@ -178,8 +178,9 @@ def fit_prior(
 ) -> Prior:
     """Train every component on `sequences` (training items only, time order); weights {bpr: 1} until
     `choose_weights` sets them."""
+    from fusionrec.retrieval.collaborative.bpr import train_bpr
+
     from fusionrec.types import Interaction
-    from retrieval.collaborative import train_bpr
 
     comps = set(components)
     seen = [Interaction(u, i, 1.0, t) for u, seq in sequences.items() for t, i in enumerate(seq)]
@@ -191,7 +192,7 @@ def fit_prior(
     )
     sas = None
     if "sasrec" in comps:
-        from retrieval.sequential import train_sasrec
+        from fusionrec.retrieval.collaborative.sasrec import train_sasrec
 
         sas = train_sasrec(sequences, list(item_ids), seed=seed, progress=progress, **(sasrec or {}))
     return Prior({"bpr": 1.0}, bpr, sas, pop)

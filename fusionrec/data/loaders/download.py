@@ -8,7 +8,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from retrieval.loaders import DataSourceError
+from fusionrec.data.loaders import DataSourceError
 
 URLS = {
     "movielens-100k": "https://files.grouplens.org/datasets/movielens/ml-100k.zip",

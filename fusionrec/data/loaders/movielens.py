@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from fusionrec.config import Config
-from retrieval.cleaning import CleaningReport, RawItem, clean_interactions, clean_items
-from retrieval.loaders import Dataset, DataSourceError, display_title, locate, split_title_year
-from retrieval.loaders.download import fetch, not_found
+from fusionrec.data.cleaning import CleaningReport, RawItem, clean_interactions, clean_items
+from fusionrec.data.loaders import Dataset, DataSourceError, display_title, locate, split_title_year
+from fusionrec.data.loaders.download import fetch, not_found
 
 ML100K_FOLDERS = ("movielens-100k", "ml-100k")
 POSTER_FOLDERS = ("movielens-100k-posters",)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from encoders.registry import ModelError, package_dir
+from fusionrec.models.registry import ModelError, package_dir
 
 BINARY_VERSION = 6
 DTYPES = (np.float32, np.int8, np.int16, np.int32, np.float16, None)  # None: bfloat16 (handled apart)

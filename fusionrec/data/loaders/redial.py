@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from fusionrec.config import Config
+from fusionrec.data.cleaning import CleaningReport, RawItem, clean_items
+from fusionrec.data.loaders import Dataset, DataSourceError, TitleIndex, locate, split_title_year
+from fusionrec.data.loaders.download import not_found
 from fusionrec.types import Interaction, Item
-from retrieval.cleaning import CleaningReport, RawItem, clean_items
-from retrieval.loaders import Dataset, DataSourceError, TitleIndex, locate, split_title_year
-from retrieval.loaders.download import not_found
 
 FOLDERS = ("redial",)
 MOVIES_CSV = "movies_with_mentions.csv"

@@ -1,6 +1,6 @@
 """Leave-one-out examples and candidate files: what training (finetune) and evaluation both read.
 
-Each user's items in time order (`retrieval.splits.user_sequences`): the LAST one is the test target,
+Each user's items in time order (`fusionrec.data.splits.user_sequences`): the LAST one is the test target,
 the one before it the validation target, the rest is training (`leave_one_out`; users with fewer
 than 3 items train only). A validation/test example (`eval_examples`) is (history, candidates,
 target): the up-to-`history_len` most recent items before the target (oldest first) and the target
@@ -16,7 +16,6 @@ the same sets): ``cfg.data_dir/<dataset>/candidates_{valid,test}.json``, each a 
 from __future__ import annotations
 
 import json
-import logging
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,9 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from fusionrec.config import Config
-from retrieval.splits import id_key
-
-log = logging.getLogger(__name__)
+from fusionrec.data.splits import id_key
+from fusionrec.text import one_line
 
 SPLITS = ("valid", "test")
 CANDIDATES_META = "candidates_meta.json"
@@ -109,9 +107,8 @@ class NegativeSampler:
             query = "; ".join(self.titles.get(i, "") for i in history[-5:])
             try:
                 hits = self.retriever.retrieve(query, exclude_ids=sorted(rated), k=self.pool_k)
-            except Exception as exc:  # a store without some ids: fall back to random negatives
-                log.warning("retrieval negatives failed (%s); using random negatives", exc)
-                hits = []
+            except Exception as exc:  # asked for retrieval negatives: no silent switch to random ones
+                raise ExampleError(f"data.negatives=retrieval: the search failed ({one_line(str(exc))})") from None
             pool = [c.item.id for c in hits if c.item.id not in rated]
             chosen = rng.sample(pool, min(n, len(pool)))
         if len(chosen) < n:

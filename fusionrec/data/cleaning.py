@@ -230,7 +230,7 @@ def check_media(path: Path, kind: str) -> tuple[str, str]:
     if kind == "image":
         from PIL import UnidentifiedImageError
 
-        from encoders.media import pillow
+        from fusionrec.media import pillow
 
         Image = pillow()  # noqa: N806 (Pillow with the configured pixel limit, its warning silenced)
 

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fusionrec.config import Config
-from fusionrec.types import Interaction, Item
-from retrieval.catalog import (
+from fusionrec.data.catalog import (
     CatalogError,
     atomic_write_text,
     dumps_interactions,
@@ -23,7 +22,8 @@ from retrieval.catalog import (
     read_interactions,
     read_items,
 )
-from retrieval.loaders import Dataset, DataSourceError
+from fusionrec.data.loaders import Dataset, DataSourceError
+from fusionrec.types import Interaction, Item
 
 BUILTIN = ("movielens-100k", "ml-latest-small", "redial")
 ALIASES = {
@@ -48,7 +48,7 @@ def canonical_name(name: str) -> str:
     """Builtin dataset name (aliases resolved) or, for a .jsonl/.csv path, the file's stem."""
     key = name.strip()
     if is_catalog_file(key):
-        from retrieval.loaders.generic import dataset_name
+        from fusionrec.data.loaders.generic import dataset_name
 
         return dataset_name(key)
     if key.lower() in BUILTIN:
@@ -66,7 +66,7 @@ def prepared_name(name: str) -> str:
     try:
         return canonical_name(name)
     except DataSourceError:
-        from retrieval.loaders.generic import safe_name
+        from fusionrec.data.loaders.generic import safe_name
 
         return safe_name(name.strip())
 
@@ -82,7 +82,7 @@ def _catalog_for_matching(cfg: Config, source: str, name: str) -> tuple[list[Ite
     prepared = cfg.data_dir / name / "items.jsonl"
     if prepared.is_file():
         return read_items(prepared), str(prepared)
-    from retrieval.loaders import movielens
+    from fusionrec.data.loaders import movielens
 
     find, load = {
         "movielens-100k": (movielens.find_ml100k, movielens.load_ml100k),
@@ -100,19 +100,19 @@ def _catalog_for_matching(cfg: Config, source: str, name: str) -> tuple[list[Ite
 def load_raw(cfg: Config, name: str, source: str = "") -> Dataset:
     """Read and clean a raw dataset (nothing written)."""
     if is_catalog_file(name):
-        from retrieval.loaders.generic import load_generic
+        from fusionrec.data.loaders.generic import load_generic
 
         return load_generic(name)
     canon = canonical_name(name)
     if canon == "movielens-100k":
-        from retrieval.loaders.movielens import find_ml100k, load_ml100k
+        from fusionrec.data.loaders.movielens import find_ml100k, load_ml100k
 
         return load_ml100k(*find_ml100k(cfg, source))
     if canon == "ml-latest-small":
-        from retrieval.loaders.movielens import find_ml_latest, load_ml_latest
+        from fusionrec.data.loaders.movielens import find_ml_latest, load_ml_latest
 
         return load_ml_latest(*find_ml_latest(cfg, source))
-    from retrieval.loaders.redial import find_redial, load_redial
+    from fusionrec.data.loaders.redial import find_redial, load_redial
 
     folder = find_redial(cfg, source)
     ml_items, ml_source = _catalog_for_matching(cfg, source, "movielens-100k")

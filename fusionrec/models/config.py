@@ -20,8 +20,8 @@ class ModelsConfig:
     speech: str = ""  # whisper name ("base") or checkpoint path; "" = profile default
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "float32"  # float32 | bfloat16 | float16 (LLM weights)
-    # images with more pixels are refused from their header, before any decode (see encoders.media);
-    # 40 MP is 120 MB decoded as RGB. Applied process-wide by encoders.media.set_max_image_megapixels.
+    # images with more pixels are refused from their header, before any decode (see fusionrec.media);
+    # 40 MP is 120 MB decoded as RGB. Applied process-wide by fusionrec.media.set_max_image_megapixels.
     max_image_megapixels: float = 40.0
     # Whisper decoding of spoken requests (encoders.audio); chosen on the tuning half of
     # benchmarks/requests.jsonl (docs/results/requests.md): greedy and no prompt heard best there
@@ -34,7 +34,7 @@ class ModelsConfig:
 
     def check(self) -> None:
         """Range-check the values and apply the image pixel limit process-wide (called at config load)."""
-        from encoders.media import set_max_image_megapixels
+        from fusionrec.media import set_max_image_megapixels
 
         if not 1 <= self.speech_beam_size <= 16:
             raise ValueError(

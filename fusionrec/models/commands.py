@@ -21,8 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _prepare(cfg: Config, args: argparse.Namespace) -> int:
-    from encoders.prepare import prepare_models
-    from encoders.registry import ModelError
+    from fusionrec.models.prepare import prepare_models
+    from fusionrec.models.registry import ModelError
 
     profile = "offline" if args.offline else (args.profile or cfg.models.profile)
     try:
@@ -34,8 +34,8 @@ def _prepare(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _list(cfg: Config, args: argparse.Namespace) -> int:
-    from encoders.prepare import print_models
-    from encoders.registry import ModelError
+    from fusionrec.models.prepare import print_models
+    from fusionrec.models.registry import ModelError
 
     try:
         print_models(cfg)

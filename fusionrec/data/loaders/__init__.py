@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fusionrec.data.cleaning import CleaningReport
 from fusionrec.types import Interaction, Item
-from retrieval.cleaning import CleaningReport
 
 
 class DataSourceError(FileNotFoundError):

@@ -19,7 +19,7 @@ import json
 import shutil
 from pathlib import Path
 
-from encoders.registry import ModelError, offline_paths, package_dir
+from fusionrec.models.registry import ModelError, offline_paths, package_dir
 
 SEED = 0
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -15,9 +15,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from retrieval.catalog import CatalogError
-from retrieval.cleaning import MEDIA_KINDS, CleaningReport, RawItem, clean_interactions, clean_items
-from retrieval.loaders import Dataset, DataSourceError
+from fusionrec.data.catalog import CatalogError
+from fusionrec.data.cleaning import MEDIA_KINDS, CleaningReport, RawItem, clean_interactions, clean_items
+from fusionrec.data.loaders import Dataset, DataSourceError
 
 TEXT_KEYS = ("text", "overview", "description", "plot")
 KNOWN = {"id", "title", "year", "genres", "tags", "media", "metadata", *TEXT_KEYS, *MEDIA_KINDS}
