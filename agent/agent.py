@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
+from fusionrec import logs
 from fusionrec.agent import dialogue
 from fusionrec.agent.checkpoint import RECIPE_FILE, adapter_settings, base_model, trained_to_explain
 from fusionrec.agent.config import RANKERS
@@ -46,13 +48,11 @@ from fusionrec.agent.rank import (
 from fusionrec.agent.residual import Residual, mix
 from fusionrec.agent.softtokens import placeholder_id
 from fusionrec.agent.titles import Named, TitleFinder
+from fusionrec.config import Config
 from fusionrec.retrieval.collaborative.bpr import TABLE_FILE, load_table, with_collab
 from fusionrec.retrieval.collaborative.prior import PRIOR_FILE, Prior, standardise
 from fusionrec.retrieval.config import parse_server_url
 from fusionrec.retrieval.store import hidden
-
-from fusionrec import logs
-from fusionrec.config import Config
 from fusionrec.text import one_line
 from fusionrec.types import Attachment, Candidate, DialogueState, Item, Ranking, Turn
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
 from fusionrec.agent.genres import SYNONYMS
 
 # fmt: off

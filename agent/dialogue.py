@@ -23,7 +23,6 @@ from fusionrec.agent import multilingual
 from fusionrec.agent.genres import LOOSE, find_genres
 from fusionrec.agent.language import ENGLISH, detect_language
 from fusionrec.agent.lexicon import LEXICONS, Lexicon
-
 from fusionrec.types import DialogueState
 
 ORDINALS = {

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from fusionrec.agent.constrained import Allowed
 from fusionrec.agent.genres import genre_words
-
 from fusionrec.types import Candidate, DialogueState, Item
 
 ARTICLE_SUFFIX = re.compile(r"^(.*), (The|A|An|Les|La|Le|Il|Das|Der|Die|El|L')$")

@@ -32,13 +32,13 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from fusionrec.agent.constrained import Guard, guarded_greedy
 from fusionrec.agent.decode import stop_ids, stream_text
 from fusionrec.agent.evidence import Evidence, TurnContext, gather
 from fusionrec.agent.genres import find_genres
 from fusionrec.agent.prompt import Template, chat_text, data_text, load_template
 from fusionrec.agent.titles import title_variants
-
 from fusionrec.types import Explanation, Item
 
 _YEAR = re.compile(r"(?<![\d])(1[89]\d\d|20\d\d)(?![\d]|'?s\b)")  # not "1990s" (a decade)

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from fusionrec.agent import softtokens
 from fusionrec.agent.config import SCORINGS
-
 from fusionrec.types import Candidate, DialogueState, Item, Turn
 
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"

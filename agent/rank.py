@@ -16,11 +16,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+
 from fusionrec.agent import softtokens
 from fusionrec.agent.decode import greedy_ids, stop_ids, stream_text
 from fusionrec.agent.projector import Projectors
 from fusionrec.agent.prompt import RankPrompt
-
 from fusionrec.types import Candidate, Ranking
 
 

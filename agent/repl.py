@@ -34,11 +34,10 @@ HELP = """Type what you would like to watch. Commands:
 
 def prepare_all(cfg: Config, out: TextIO = sys.stderr) -> None:
     """Models, the prepared dataset and the Chroma index, each only when missing."""
-    from fusionrec.retrieval.ingest import ingest
-    from fusionrec.retrieval.search import ingested
-
     from fusionrec.data.prepare import dataset_dir, prepare_dataset
     from fusionrec.models.prepare import prepare_models
+    from fusionrec.retrieval.ingest import ingest
+    from fusionrec.retrieval.search import ingested
 
     print(f"preparing models ({cfg.models.profile}) ...", file=out)
     prepare_models(cfg, profile=cfg.models.profile)

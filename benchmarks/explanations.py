@@ -120,6 +120,7 @@ def baseline(agent: Any, item: Any, request: str) -> dict[str, Any]:
     """The previous explainer on the same item: the whole facts in the prompt, unconstrained greedy
     decoding, the facts-only fact check."""
     import torch
+
     from fusionrec.agent.decode import greedy_ids, stop_ids, stream_text
     from fusionrec.agent.explain import check_explanation
     from fusionrec.agent.prompt import explain_prompt
@@ -140,7 +141,6 @@ def baseline(agent: Any, item: Any, request: str) -> dict[str, Any]:
 
 def run(agent: Any, turns: list[dict[str, Any]], n: int, with_baseline: bool, cache_check: int) -> list[dict]:
     from fusionrec.agent.evidence import TurnContext
-
     from fusionrec.types import Attachment, DialogueState, Turn
 
     rows: list[dict] = []
@@ -281,7 +281,6 @@ def recheck(cfg: Any, path: Path) -> dict[str, float]:
     """The fact check of today on the texts saved in `path` (decoding does not depend on it): the
     grounded texts with their evidence, the previous explainer's with the facts only."""
     from fusionrec.agent.explain import check_explanation
-
     from fusionrec.data.prepare import load_prepared
 
     items = {i.id: i for i in load_prepared(cfg, cfg.data.dataset)[0]}
@@ -339,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(recheck(cfg, Path(args.recheck)), indent=1))
         return 0
     import torch
+
     from fusionrec.agent.agent import Agent
 
     agent = Agent(cfg)

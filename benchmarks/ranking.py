@@ -133,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = resolve_config(args.config, overrides)
     env.configure(offline=cfg.models.profile != "online")
     import torch
-    from fusionrec.agent.agent import Agent
 
+    from fusionrec.agent.agent import Agent
     from fusionrec.models.registry import source
 
     load_before = os.getloadavg()

@@ -181,7 +181,6 @@ def spoken_run(
     with the ``speech`` overrides); the transcript it searched (heard, then corrected toward the
     catalog) through the other systems (``all_systems``) as typed text."""
     from fusionrec.retrieval.search import Retriever
-
     from fusionrec.types import Attachment
 
     ret = ret or Retriever(config(home, [*speech, *FUSIONS["early"]]))
@@ -332,10 +331,9 @@ def correction_grid(
     (a first pass with correction off; the audio encoder then keeps every clip's features), so the rows
     differ by the correction and the search only. ``seconds_p50`` per row is the spoken request
     without transcription; the first row with a bonus also pays Whisper's scoring of each clip."""
+    from fusionrec import encoders
     from fusionrec.evaluation.metrics import latency_summary
     from fusionrec.retrieval.search import Retriever
-
-    from fusionrec import encoders
 
     early = [*overrides, *FUSIONS["early"]]
     found = {"early": Retriever(config(home, early))}

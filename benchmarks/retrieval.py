@@ -198,9 +198,8 @@ def chroma_latency(sizes: list[int], n_queries: int, workdir: Path, cache: Path)
 # --- ingest throughput ---------------------------------------------------------------------------
 def _encoder_rate(modality: str, items: list, batch: int) -> float:
     """Items per second of the encoder alone, on the same inputs, in the same batches."""
-    from fusionrec.retrieval.ingest import VIDEO_FPS, item_text
-
     from fusionrec import encoders
+    from fusionrec.retrieval.ingest import VIDEO_FPS, item_text
 
     cfg = _CFG
     start = time.perf_counter()
@@ -220,11 +219,10 @@ def _encoder_rate(modality: str, items: list, batch: int) -> float:
 
 
 def ingest_throughput(cfg: Any, n_items: int, n_media: int) -> list[dict[str, Any]]:
-    from fusionrec.retrieval.ingest import ingest
-
     from fusionrec import encoders
     from fusionrec.data.generated_media import add_generated_media
     from fusionrec.data.prepare import load_prepared, prepare_dataset
+    from fusionrec.retrieval.ingest import ingest
 
     dataset = "movielens-100k"
     if not (cfg.data_dir / dataset / "items.jsonl").is_file():

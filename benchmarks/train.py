@@ -33,13 +33,13 @@ sys.path.insert(0, str(ROOT))
 
 def run(args: argparse.Namespace, overrides: list[str]) -> dict:
     import torch
-    from fusionrec.finetune.recipe import load_recipe
-    from fusionrec.finetune.run import train
-    from fusionrec.finetune.trainer import peak_rss_mb
 
     from fusionrec import env
     from fusionrec.config import load_config
     from fusionrec.data.prepare import prepare_dataset
+    from fusionrec.finetune.recipe import load_recipe
+    from fusionrec.finetune.run import train
+    from fusionrec.finetune.trainer import peak_rss_mb
 
     cfg = load_config(args.config or None, [*(["paths.home=" + args.home] if args.home else []), *overrides])
     env.configure(offline=cfg.models.profile != "online")

@@ -126,6 +126,7 @@ def worker(args: argparse.Namespace, overrides: list[str]) -> int:
     cfg = resolve_config(args.config, overrides)
     env.configure(offline=cfg.models.profile != "online")
     import torch
+
     from fusionrec.agent.agent import Agent
 
     load = os.getloadavg()[0]

@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from fusionrec.encoders.memo import FileMemo
 from fusionrec.encoders.text import TextEncoder
-
 from fusionrec.media import MediaError, require_tool
 from fusionrec.vectors import l2_normalise
 

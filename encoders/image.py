@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from fusionrec.encoders.clip import is_open_clip, load_open_clip
 from fusionrec.encoders.text import ClipTextEncoder, TextEncoder
-
 from fusionrec.media import MediaError, open_image_checked
 from fusionrec.models.registry import OPEN_CLIP_LOCAL_PREFIX, TIMM_PREFIX
 from fusionrec.vectors import l2_normalise

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fusionrec.encoders.clip import embed_dim, is_open_clip, load_open_clip
 
+from fusionrec.encoders.clip import embed_dim, is_open_clip, load_open_clip
 from fusionrec.vectors import l2_normalise
 
 TFIDF_PREFIX = "tfidf:"

@@ -21,11 +21,11 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+
 from fusionrec.encoders.audio import AudioEncoder, AudioFeatures
 from fusionrec.encoders.image import ImageEncoder, top_labels
 from fusionrec.encoders.memo import FileMemo
 from fusionrec.encoders.pooling import AttentionPooling, mean_pool
-
 from fusionrec.media import MediaError, duration, probe, require_tool, run_ffmpeg, streams
 
 DONE = ".done"

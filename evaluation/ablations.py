@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
 from fusionrec.evaluation.baselines import RetrievalRanker, load_cross, order_by
 from fusionrec.evaluation.metrics import aggregate, example_metrics, kendall_tau, paired_difference
 from fusionrec.evaluation.records import Records

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from fusionrec.evaluation.vectors import VectorTable, blocks_of
 from fusionrec.retrieval.collaborative.bpr import BPRModel
-
 from fusionrec.types import Interaction
 
 
@@ -123,6 +123,7 @@ def cross_weights(
 ) -> Any:
     """(n, M) attention weights over the module's blocks for each candidate (masked to `present`)."""
     import torch
+
     from fusionrec.retrieval.fusion import cross_inputs
 
     blocks = [present[c] for c in candidates]

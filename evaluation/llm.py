@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from fusionrec.agent.checkpoint import training_prompt
+from fusionrec.config import Config
 from fusionrec.evaluation.vectors import MODALITY_BLOCKS, NATIVE_BLOCK, PROJECTOR_OF, VectorTable
 from fusionrec.retrieval.collaborative.bpr import with_collab
-
-from fusionrec.config import Config
 from fusionrec.types import Candidate, Item, Turn
 
 # The leave-one-out request and history format of finetune/prompts.py (`SEQ_REQUEST`,

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from fusionrec.config import Config
+from fusionrec.data.splits import user_sequences
 from fusionrec.evaluation import protocols
 from fusionrec.evaluation.baselines import (
     BPRRanker,
@@ -50,9 +52,6 @@ from fusionrec.evaluation.systems import (
 from fusionrec.evaluation.vectors import load_vectors
 from fusionrec.retrieval.collaborative.bpr import train_bpr
 from fusionrec.retrieval.collaborative.prior import PRIOR_FILE
-
-from fusionrec.config import Config
-from fusionrec.data.splits import user_sequences
 
 log = logging.getLogger(__name__)
 PROTOCOL = "ml100k-loo"

@@ -26,14 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from fusionrec.config import Config
 from fusionrec.evaluation import protocols
 from fusionrec.evaluation.baselines import RandomRanker
 from fusionrec.evaluation.llm import LLMRanker, PromptSettings, make_agent
 from fusionrec.evaluation.metrics import aggregate, latency_summary, paired_difference, rank_of
 from fusionrec.evaluation.records import Records
 from fusionrec.evaluation.systems import select
-
-from fusionrec.config import Config
 from fusionrec.types import Interaction, Turn
 
 PROTOCOL = "redial"

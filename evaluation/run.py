@@ -119,11 +119,10 @@ def evaluate(cfg: Config, command: str = "") -> tuple[dict[str, Any], dict[str, 
 
 def eval_command(cfg: Config, args: argparse.Namespace) -> int:
     """CLI entry: clear one-line errors (exit 2) for missing data, bad files or unknown systems."""
+    from fusionrec.data.prepare import DatasetNotPrepared
     from fusionrec.evaluation.protocols import ProtocolError
     from fusionrec.evaluation.records import RecordsMismatch
     from fusionrec.evaluation.systems import SystemsError
-
-    from fusionrec.data.prepare import DatasetNotPrepared
 
     cfg = effective_config(cfg, args)
     try:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from fusionrec.finetune.recipe import OVERRIDE_SECTIONS
-
 from fusionrec.config import Config
+from fusionrec.finetune.recipe import OVERRIDE_SECTIONS
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fusionrec.agent.explain import first_sentence
-
 from fusionrec.config import Config
 from fusionrec.data.loo import (
     SPLITS,

@@ -18,6 +18,8 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import numpy as np
+
+from fusionrec.data.loo import LOOExample
 from fusionrec.finetune.data import Datasets, DialogueExample, ExplainExample
 from fusionrec.finetune.prompts import (
     alignment_prompt,
@@ -27,8 +29,6 @@ from fusionrec.finetune.prompts import (
 )
 from fusionrec.finetune.recipe import Recipe
 from fusionrec.finetune.tasks import Encoded, encode_lm, encode_rank
-
-from fusionrec.data.loo import LOOExample
 
 
 def curriculum(recipe: Recipe, step: int) -> float:

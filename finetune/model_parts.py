@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from fusionrec.finetune import checkpoint as ckpt
 from fusionrec.finetune.recipe import Recipe
 

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fusionrec.finetune.recipe import RecipeError, load_recipe_as, read_recipe
 
 from fusionrec import settings
 from fusionrec.config import Config
+from fusionrec.finetune.recipe import RecipeError, load_recipe_as, read_recipe
 
 log = logging.getLogger(__name__)
 
@@ -154,12 +154,11 @@ def _posters(image: Any, paths: list[str]) -> tuple[np.ndarray, np.ndarray, list
 def poster_pairs(cfg: Config, recipe: ProjectorRecipe) -> Pairs:
     """The recipe's items with posters, their features (the bridge encoder, never a configured
     projector) and their text targets."""
-    from fusionrec.encoders.image import TimmImageEncoder
-    from fusionrec.retrieval.ingest import item_text
-
     from fusionrec import encoders
     from fusionrec.data.prepare import load_prepared
+    from fusionrec.encoders.image import TimmImageEncoder
     from fusionrec.models import registry
+    from fusionrec.retrieval.ingest import item_text
     from fusionrec.vectors import l2_normalise
 
     items = [
@@ -245,6 +244,7 @@ def paired_interval(a: np.ndarray, b: np.ndarray, resamples: int = 1000, seed: i
 def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> Any:
     """Closed-form ridge regression x -> y (centred, intercept unpenalised) as a linear projector."""
     import torch
+
     from fusionrec.encoders.poster_projector import PosterProjector
 
     mx, my = x.mean(0), y.mean(0)
@@ -272,8 +272,9 @@ def fit_contrastive(
     """A projector trained with symmetric InfoNCE (posters vs texts in a batch); the state of the
     best validation score (checked every `eval_every` epochs) is kept. Returns (module, log)."""
     import torch
-    from fusionrec.encoders.poster_projector import PosterProjector
     from torch.nn.functional import cross_entropy
+
+    from fusionrec.encoders.poster_projector import PosterProjector
 
     t = recipe.train
     torch.manual_seed(recipe.seed)

@@ -17,6 +17,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
+
 from fusionrec.agent import softtokens
 from fusionrec.agent.prompt import (
     AttachmentInput,
@@ -27,9 +28,8 @@ from fusionrec.agent.prompt import (
     explain_prompt,
     load_template,
 )
-from fusionrec.finetune.data import DialogueExample, alignment_target, explanation_target
-
 from fusionrec.data.loo import LOOExample
+from fusionrec.finetune.data import DialogueExample, alignment_target, explanation_target
 from fusionrec.types import Candidate, Item, Turn
 
 SEQ_REQUEST = (

@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from fusionrec import settings
 from fusionrec.agent.checkpoint import RECIPE_FILE, TrainedOn
 from fusionrec.agent.config import SCORINGS
-
-from fusionrec import settings
 from fusionrec.settings import ConfigError
 
 T = TypeVar("T")

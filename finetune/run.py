@@ -23,11 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fusionrec.config import Config
 from fusionrec.finetune import checkpoint as ckpt
 from fusionrec.finetune.recipe import Recipe, RecipeError, load_recipe, load_saved_recipe
 from fusionrec.retrieval.collaborative.bpr import TABLE_FILE
-
-from fusionrec.config import Config
 
 
 # --- train -------------------------------------------------------------------------------------------
@@ -202,11 +201,10 @@ def print_sweep(rows: list[dict[str, Any]], path: Path, metric: str) -> None:
 
 # --- the command ---------------------------------------------------------------------------------------
 def finetune_command(cfg: Config, args: Any) -> int:
+    from fusionrec.data.prepare import DatasetNotPrepared
     from fusionrec.finetune.data import DataError
     from fusionrec.finetune.poster_projector import is_projector_recipe, projector_command
     from fusionrec.finetune.trainer import TrainError
-
-    from fusionrec.data.prepare import DatasetNotPrepared
 
     action = getattr(args, "action", "train") or "train"
     try:

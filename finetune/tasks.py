@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from fusionrec.agent import softtokens
 from fusionrec.agent.projector import Projectors
 from fusionrec.agent.prompt import RankPrompt
 from fusionrec.agent.residual import Residual
-from torch import nn
-
 from fusionrec.metrics import mean_metrics
 
 RANK_TASKS = ("ranking", "dialogue")

@@ -20,12 +20,11 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from fusionrec import env, settings
+    from fusionrec.config import load_config
     from fusionrec.finetune.recipe import OVERRIDE_SECTIONS, RecipeError, load_recipe
     from fusionrec.finetune.run import print_result
     from fusionrec.finetune.trainer import Trainer
-
-    from fusionrec import env, settings
-    from fusionrec.config import load_config
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description="FusionRec finetune worker (for accelerate launch)")

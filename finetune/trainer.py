@@ -31,20 +31,20 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from fusionrec.config import Config
+from fusionrec.data.loo import LOOExample
 from fusionrec.finetune import checkpoint as ckpt
-from fusionrec.finetune.collaborative import fit_priors, initial_residual, item_table
 from fusionrec.finetune.data import DataError, Datasets, load_datasets, open_retriever
 from fusionrec.finetune.encode import ExampleEncoder, curriculum
 from fusionrec.finetune.features import feature_dims, item_vectors
 from fusionrec.finetune.metric_logger import MetricLogger
 from fusionrec.finetune.model_parts import adapt_llm, build_projectors, fusion_module, uses_lora
+from fusionrec.finetune.prior import fit_priors, initial_residual, item_table
 from fusionrec.finetune.recipe import Recipe
 from fusionrec.finetune.tasks import RecModel, collate
 from fusionrec.finetune.validation import popularity_metrics, validate
 from fusionrec.retrieval.collaborative.bpr import with_collab
-
-from fusionrec.config import Config
-from fusionrec.data.loo import LOOExample
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +273,6 @@ class Trainer:
         """The trainable whole (`RecModel`): the LLM (frozen, or LoRA-wrapped in stage 2), the projectors,
         in stage 2 with a store the cross-modal fusion module, and with a prior the residual mix."""
         from fusionrec.agent.residual import RESIDUAL_FILE, Residual
-
         from fusionrec.models import registry
 
         r = self.recipe

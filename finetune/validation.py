@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from fusionrec.finetune.encode import ExampleEncoder
-from fusionrec.finetune.tasks import RecModel, collate, hr_ndcg, ranks_of_targets
 
 from fusionrec.data.loo import LOOExample
+from fusionrec.finetune.encode import ExampleEncoder
+from fusionrec.finetune.tasks import RecModel, collate, hr_ndcg, ranks_of_targets
 
 
 @torch.no_grad()

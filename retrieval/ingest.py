@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fusionrec.retrieval.fusion import early_fuse
-from fusionrec.retrieval.store import Store, item_metadata
 
 from fusionrec.config import Config
+from fusionrec.retrieval.fusion import early_fuse
+from fusionrec.retrieval.store import Store, item_metadata
 from fusionrec.types import Item
 
 log = logging.getLogger(__name__)
@@ -417,9 +417,8 @@ def _write_report(cfg: Config, report: IngestReport) -> None:
 
 def ingest_command(cfg: Config, args: Any) -> int:
     """`fusionrec ingest [--dataset D] [--limit N] [--modalities text,image,...]`."""
-    from fusionrec.retrieval.store import StoreError
-
     from fusionrec.models.registry import ModelError
+    from fusionrec.retrieval.store import StoreError
 
     modalities = [m for m in (args.modalities or "text,image").split(",") if m.strip()]
     try:

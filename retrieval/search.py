@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from fusionrec.config import Config
 from fusionrec.retrieval.fusion import (
     BLOCKS,
     COMBINES,
@@ -40,8 +42,6 @@ from fusionrec.retrieval.fusion import (
 )
 from fusionrec.retrieval.ingest import VIDEO_FPS
 from fusionrec.retrieval.store import Store, build_where, hidden
-
-from fusionrec.config import Config
 from fusionrec.types import Attachment, Candidate, Item
 from fusionrec.vectors import l2_normalise
 
@@ -169,7 +169,6 @@ class Retriever:
         """The query's vector per block (only blocks the store has), averaged over contributions;
         text reaches `text_blocks` (default ``retrieval.text_blocks``)."""
         from fusionrec.encoders.image import top_labels
-
         from fusionrec.media import validate
 
         parts: dict[str, list[np.ndarray]] = {}
@@ -248,9 +247,8 @@ class Retriever:
         bonus = self.cfg.retrieval.speech_correction
         if bonus <= 0:
             return feats.transcript
-        from fusionrec.retrieval.transcripts import CatalogLexicon, TranscriptCorrector, WhisperScorer
-
         from fusionrec.media import MediaError
+        from fusionrec.retrieval.transcripts import CatalogLexicon, TranscriptCorrector, WhisperScorer
 
         if self._corrector is None:
             docs = self.store.get("early").get(include=["documents"])["documents"]
@@ -426,13 +424,13 @@ def search_command(cfg: Config, args: Any) -> int:
 
     Bad input and an unusable store give one line on stderr and exit code 2.
     """
-    from fusionrec.retrieval.config import K_MAX
-    from fusionrec.retrieval.store import StoreError
     from rich.console import Console
     from rich.table import Table
 
     from fusionrec.media import MediaError, validate
     from fusionrec.models.registry import ModelError
+    from fusionrec.retrieval.config import K_MAX
+    from fusionrec.retrieval.store import StoreError
 
     def fail(message: str) -> int:
         print(f"error: {message}", file=sys.stderr)

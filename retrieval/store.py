@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fusionrec.retrieval import filtered
-from fusionrec.retrieval.config import parse_server_url as _parse_url
 
 from fusionrec.config import Config
 from fusionrec.data.cleaning import is_placeholder_title
+from fusionrec.retrieval import filtered
+from fusionrec.retrieval.config import parse_server_url as _parse_url
 from fusionrec.types import Item
 
 MAX_BATCH = 5000  # Chroma refuses batches above ~5,461 records

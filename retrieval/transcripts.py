@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from fusionrec.encoders.memo import FileMemo
 
 MAX_SPAN = 3  # transcript words one substitution may cover

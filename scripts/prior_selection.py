@@ -11,12 +11,12 @@ import json
 import sys
 
 import torch
-from fusionrec.finetune.data import load_datasets
-from fusionrec.finetune.recipe import load_recipe
-from fusionrec.retrieval.collaborative.prior import PriorExample, choose_weights, fit_prior
 
 from fusionrec.config import load_config
 from fusionrec.data.splits import id_key
+from fusionrec.finetune.data import load_datasets
+from fusionrec.finetune.recipe import load_recipe
+from fusionrec.retrieval.collaborative.prior import PriorExample, choose_weights, fit_prior
 
 
 def main(out: str) -> None:

@@ -52,10 +52,9 @@ def ingested_catalog(
     skips the ~25 s that even a no-op ingest spends loading encoders; any change re-ingests.
     Returns the prepared items (all of them, not only the ingested ones).
     """
+    from fusionrec.data.prepare import load_prepared, prepare_dataset
     from fusionrec.retrieval.ingest import HASH_VERSION, ingest
     from fusionrec.retrieval.store import Store
-
-    from fusionrec.data.prepare import load_prepared, prepare_dataset
 
     if not (cfg.data_dir / dataset / "items.jsonl").is_file():
         prepare_dataset(cfg, dataset, verbose=False)

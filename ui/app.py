@@ -20,6 +20,10 @@ from typing import Any
 from urllib.parse import quote
 
 import gradio as gr
+
+from fusionrec import logs
+from fusionrec.config import Config
+from fusionrec.text import one_line
 from fusionrec.ui.cards import CSS, JS_ON_LOAD, render_cards
 from fusionrec.ui.config import parse_auth
 from fusionrec.ui.session import (
@@ -33,10 +37,6 @@ from fusionrec.ui.session import (
     set_filters,
 )
 from fusionrec.ui.uploads import MAX_FILES, accepted_types
-
-from fusionrec import logs
-from fusionrec.config import Config
-from fusionrec.text import one_line
 
 TITLE = "FusionRec"
 INTRO = (
@@ -203,6 +203,7 @@ def load_agent(cfg: Config) -> Any:
     """The process's one Agent (torch threads set for serving), with its index opened and catalog
     read (fails early and clearly)."""
     import torch
+
     from fusionrec.agent.agent import Agent
 
     torch.set_num_threads(serving_threads(cfg))

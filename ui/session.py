@@ -15,16 +15,15 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fusionrec import logs
 from fusionrec.agent import dialogue
 from fusionrec.agent.agent import failure_text
-from fusionrec.ui.attachments import describe, summary
-from fusionrec.ui.cards import Card
-from fusionrec.ui.uploads import check_uploads
-
-from fusionrec import logs
 from fusionrec.config import Config
 from fusionrec.text import printable
 from fusionrec.types import Attachment, DialogueState, Turn
+from fusionrec.ui.attachments import describe, summary
+from fusionrec.ui.cards import Card
+from fusionrec.ui.uploads import check_uploads
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fusionrec.retrieval.collaborative.bpr import BPRModel
 
 from fusionrec.metrics import mean_metrics, rank_by_score
+from fusionrec.retrieval.collaborative.bpr import BPRModel
 
 COMPONENTS = ("bpr", "sasrec", "popularity")
 PRIOR_FILE = "prior.json"
@@ -179,7 +179,6 @@ def fit_prior(
     """Train every component on `sequences` (training items only, time order); weights {bpr: 1} until
     `choose_weights` sets them."""
     from fusionrec.retrieval.collaborative.bpr import train_bpr
-
     from fusionrec.types import Interaction
 
     comps = set(components)

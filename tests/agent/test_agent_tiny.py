@@ -5,8 +5,8 @@ from __future__ import annotations
 import statistics
 
 import pytest
-from fusionrec.agent.agent import EVENT_KINDS, Agent, AgentError
 
+from fusionrec.agent.agent import EVENT_KINDS, Agent, AgentError
 from fusionrec.types import Attachment, DialogueState, Turn
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from fusionrec.agent import dialogue
 from fusionrec.agent.dialogue import apply_update, excluded_ids, parse_turn, retrieval_filters
-
 from fusionrec.types import DialogueState
 
 GENRES = ["Action", "Animation", "Children's", "Comedy", "Crime", "Drama", "Horror", "Romance", "Sci-Fi",

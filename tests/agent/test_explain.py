@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from fusionrec.agent.evidence import TurnContext
 from fusionrec.agent.explain import (
     GroundedExplainer,
@@ -11,7 +12,6 @@ from fusionrec.agent.explain import (
     fallback_explanation,
     quality_problems,
 )
-
 from fusionrec.types import Item
 
 TOY = Item(

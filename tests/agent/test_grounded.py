@@ -9,13 +9,13 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 import torch
+
 from fusionrec.agent.constrained import SENTENCE_STARTS, Allowed, Guard, restricted
 from fusionrec.agent.decode import greedy_ids, stop_ids
 from fusionrec.agent.evidence import Evidence, TurnContext, closest_sentence, gather, prior_vectors
 from fusionrec.agent.explain import GroundedExplainer, check_explanation, fact_check, grounded_prompt
 from fusionrec.retrieval.collaborative.bpr import BPRModel
 from fusionrec.retrieval.collaborative.prior import Prior
-
 from fusionrec.types import Candidate, DialogueState, Item
 
 TOY = Item(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from fusionrec.agent.dialogue import apply_update, parse_turn, retrieval_filters
 from fusionrec.agent.language import detect_language
-
 from fusionrec.types import DialogueState
 
 GENRES = ["Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
@@ -182,9 +182,9 @@ def test_a_non_english_turn_is_searched_with_what_was_understood_in_english():
 
 @pytest.mark.parametrize(("language", "asks"), [("de", "in German"), ("zh", "in Chinese"), ("", None)])
 def test_the_explanation_prompt_asks_for_the_users_language(tiny_cfg, language, asks):
-    from fusionrec.agent.prompt import explain_prompt
     from transformers import AutoTokenizer
 
+    from fusionrec.agent.prompt import explain_prompt
     from fusionrec.models.registry import tiny_paths
     from fusionrec.types import Item
 

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from fusionrec.agent.projector import DIMS_FILE, WEIGHTS_FILE, Projector, ProjectorError, Projectors
 
 

@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 import torch
+
 from fusionrec.agent import softtokens
 from fusionrec.agent.projector import Projectors
 from fusionrec.agent.prompt import (
@@ -20,7 +21,6 @@ from fusionrec.agent.prompt import (
     template_names,
 )
 from fusionrec.agent.rank import label_logprobs, prompt_embeds
-
 from fusionrec.types import Item, Turn
 from tests.agent.conftest import make_candidates
 

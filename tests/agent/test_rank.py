@@ -6,10 +6,10 @@ import random
 
 import numpy as np
 import pytest
+
 from fusionrec.agent.projector import Projectors
 from fusionrec.agent.prompt import build_rank_prompt
 from fusionrec.agent.rank import parse_generated, rank_generative, rank_verbalizer, retrieval_scores
-
 from fusionrec.types import Candidate, Item
 from tests.agent.conftest import make_candidates
 
@@ -115,6 +115,7 @@ def test_pointwise_scores_each_candidate_at_its_item_token(tiny_llm, proj, ml100
     """Pointwise: one score position per candidate, at its hybrid item token (text only: the end of
     its title); a candidate's score depends on what came before it, not on the candidates after it."""
     import torch
+
     from fusionrec.agent.rank import label_logprobs, prompt_embeds
 
     model, tok = tiny_llm

@@ -9,10 +9,10 @@ import statistics
 
 import numpy as np
 import pytest
+
 from fusionrec.agent.explain import ExplainResult, check_explanation
 from fusionrec.agent.prompt import AttachmentInput
 from fusionrec.agent.rank import label_logprobs, parse_generated, rank_generative
-
 from fusionrec.types import Attachment, DialogueState, Turn
 from tests.agent.conftest import make_candidates
 
@@ -46,8 +46,9 @@ def test_labels_are_single_smollm2_tokens(real_agent):
 
 
 def test_soft_tokens_change_the_logits_and_the_ranking(real_agent, items, tmp_path):
-    from fusionrec.encoders import load_image_encoder
     from PIL import Image
+
+    from fusionrec.encoders import load_image_encoder
 
     posters = [i.media["image"] for i in items if "image" in i.media][:2]
     red = tmp_path / "red.png"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+
 from fusionrec.agent.agent import SHIPPED_ADAPTER, Agent, resolve_adapter
 from fusionrec.finetune.ship import KEEP, MAX_BYTES
-
 from tests.agent.conftest import make_candidates
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fusionrec.agent.agent import distinct_titles
-
 from fusionrec.types import Candidate
 
 

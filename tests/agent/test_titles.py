@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from fusionrec.agent.titles import TitleFinder, variants
 
+from fusionrec.agent.titles import TitleFinder, variants
 from fusionrec.types import DialogueState, Turn
 
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 import copy
 import logging
 
+from fusionrec import logs
 from fusionrec.agent.agent import Agent, failure_text
+from fusionrec.config import load_config
 from fusionrec.retrieval.ingest import ingest
 from fusionrec.retrieval.store import free_port, start_chroma_server, stop_chroma_server
-
-from fusionrec import logs
-from fusionrec.config import load_config
 from fusionrec.types import DialogueState, Turn
 from tests.agent.conftest import DATASET
 

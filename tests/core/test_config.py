@@ -135,6 +135,7 @@ def test_cli_routes_recipe_sections_to_the_command_and_the_rest_to_the_config():
 
 def test_a_checkpoint_recipe_round_trips_through_the_loader(tmp_path):
     import yaml
+
     from fusionrec.agent.agent import SHIPPED_ADAPTER
     from fusionrec.agent.checkpoint import RECIPE_FILE, TrainedOn, read_adapter_recipe, training_prompt
     from fusionrec.finetune.recipe import load_recipe, load_saved_recipe

@@ -8,10 +8,10 @@ import sys
 
 import numpy as np
 import pytest
-from fusionrec.evaluation import metrics as E
-from fusionrec.retrieval.collaborative.prior import rank_metrics
 
 from fusionrec import metrics as M
+from fusionrec.evaluation import metrics as E
+from fusionrec.retrieval.collaborative.prior import rank_metrics
 
 
 def test_known_values():

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fusionrec.encoders.audio import CLASSIC_DIM, N_MELS_CLASSIC, AudioEncoder, classic_features
 
 from fusionrec import encoders
+from fusionrec.encoders.audio import CLASSIC_DIM, N_MELS_CLASSIC, AudioEncoder, classic_features
 from fusionrec.media import MediaError
 
 SENTENCE = "Show me a comedy movie for the whole family."

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fusionrec.encoders.image import ClipImageEncoder, TimmImageEncoder, imagenet_names, open_image_encoder
 
 from fusionrec import encoders
+from fusionrec.encoders.image import ClipImageEncoder, TimmImageEncoder, imagenet_names, open_image_encoder
 from fusionrec.media import MediaError
 from fusionrec.models import registry
 from fusionrec.models.convert.efficientnet import (

@@ -128,8 +128,9 @@ def test_just_over_the_limit_names_the_size_and_prints_no_warning(tmp_path):
 
 
 def test_limit_is_configurable_and_pillow_follows_it(tmp_path, limit):
-    from fusionrec.encoders.image import open_image
     from PIL import Image
+
+    from fusionrec.encoders.image import open_image
 
     assert ModelsConfig().max_image_megapixels == DEFAULT_MAX_MEGAPIXELS == 40
     assert load_config(None, ["models.max_image_megapixels=2.5"]).models.max_image_megapixels == 2.5
@@ -159,8 +160,9 @@ def test_scaled_validation_still_finds_a_truncated_jpeg(big_jpeg, tmp_path):
 
 # --- reduced decoding ----------------------------------------------------------------------------
 def test_open_image_decodes_big_images_at_reduced_size(big_jpeg, tmp_path):
-    from fusionrec.encoders.image import open_image
     from PIL import Image
+
+    from fusionrec.encoders.image import open_image
 
     small = open_image(big_jpeg, min_side=896)
     assert small.mode == "RGB" and min(small.size) in (895, 896) and small.size[0] > small.size[1]

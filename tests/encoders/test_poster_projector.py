@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fusionrec.encoders.image import TimmImageEncoder
-from fusionrec.encoders.poster_projector import PosterProjector, ProjectorError, save_projector
 
 from fusionrec import encoders
+from fusionrec.encoders.image import TimmImageEncoder
+from fusionrec.encoders.poster_projector import PosterProjector, ProjectorError, save_projector
 
 pytestmark = pytest.mark.real
 

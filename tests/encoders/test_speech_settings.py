@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from fusionrec.encoders.audio import AudioEncoder
 
 from fusionrec import encoders
 from fusionrec.config import ConfigError
+from fusionrec.encoders.audio import AudioEncoder
 from fusionrec.models import registry
 from fusionrec.models.config import SPEECH_PROMPT
 from tests.conftest import make_config

@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
-from fusionrec.encoders.text import ClipTextEncoder, SentenceEncoder, TfidfEncoder, open_text_encoder
 
 from fusionrec import encoders
+from fusionrec.encoders.text import ClipTextEncoder, SentenceEncoder, TfidfEncoder, open_text_encoder
 from fusionrec.models import registry
 
 PLOTS = [

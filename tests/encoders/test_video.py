@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fusionrec.encoders.pooling import AttentionPooling, mean_pool, pool
-from fusionrec.encoders.video import VideoEncoder
 
 from fusionrec import encoders
+from fusionrec.encoders.pooling import AttentionPooling, mean_pool, pool
+from fusionrec.encoders.video import VideoEncoder
 from fusionrec.media import MediaError
 
 SENTENCE = "Show me a comedy movie for the whole family."

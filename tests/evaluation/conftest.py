@@ -86,13 +86,13 @@ def adapter(llm_cfg: Config, tmp_path_factory):
     item table (the item projector takes text vector + BPR vector), config.yaml (pointwise scoring)."""
     import numpy as np
     import torch
-    from fusionrec.agent.projector import Projectors
-    from fusionrec.encoders import load_text_encoder
-    from fusionrec.retrieval.collaborative.bpr import TABLE_FILE, save_table
     from peft import LoraConfig, get_peft_model
 
+    from fusionrec.agent.projector import Projectors
     from fusionrec.data.prepare import load_prepared
+    from fusionrec.encoders import load_text_encoder
     from fusionrec.models.registry import load_llm
+    from fusionrec.retrieval.collaborative.bpr import TABLE_FILE, save_table
 
     folder = tmp_path_factory.mktemp("ckpt") / "best"
     model, _ = load_llm(llm_cfg)

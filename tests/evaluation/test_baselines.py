@@ -7,12 +7,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+
 from fusionrec.evaluation import baselines as B
 from fusionrec.evaluation import protocols as P
 from fusionrec.evaluation.metrics import example_metrics
 from fusionrec.evaluation.vectors import VectorTable
 from fusionrec.retrieval.collaborative.bpr import train_bpr
-
 from tests.conftest import make_config
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+
 from fusionrec.evaluation import protocols as P
 from fusionrec.evaluation.ablations import retrieval_ablations
 from fusionrec.evaluation.vectors import VectorTable
-
 from tests.conftest import make_config
 
 DECOYS = [f"d{i}" for i in range(11)]

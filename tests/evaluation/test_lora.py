@@ -13,7 +13,6 @@ def test_find_adapter_ignores_checkpoints_it_is_not_told_about(tmp_path):
     """Only `agent.adapter` (via agent.resolve_adapter) chooses the adapter, never a checkpoint found."""
     from fusionrec.agent.agent import resolve_adapter
     from fusionrec.evaluation.llm import find_adapter
-
     from tests.conftest import make_config
 
     cfg = make_config("tiny", home=tmp_path)
@@ -101,6 +100,7 @@ def test_lora_system_is_evaluated_with_its_training_prompts(eval_cfg, adapter, t
 
 def test_a_malformed_recipe_is_named(tmp_path):
     import pytest
+
     from fusionrec.agent.checkpoint import training_prompt
     from fusionrec.evaluation.llm import checkpoint_settings
 

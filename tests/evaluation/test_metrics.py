@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from fusionrec.evaluation import metrics as M
 
 CANDS = [f"i{k}" for k in range(1, 21)]  # 20 candidates, ranked in this order

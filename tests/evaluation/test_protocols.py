@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from fusionrec.evaluation import protocols as P
 
 from fusionrec.data.loo import SPLITS
+from fusionrec.evaluation import protocols as P
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import shutil
 
 import numpy as np
 import pytest
+
 from fusionrec.evaluation import protocols as P
 from fusionrec.evaluation.redial import CatalogScores, dialogue_interactions, run_redial, summary_section
-
 from tests.evaluation.conftest import HOME
 
 CATALOG = ["a", "b", "c", "d", "e"]

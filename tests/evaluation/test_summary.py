@@ -35,7 +35,6 @@ def _folder(name: str):
 def test_changed_adapter_or_candidates_refuse_the_report_folder(tmp_path):
     from fusionrec.evaluation.protocols import candidates_path
     from fusionrec.evaluation.records import RecordsMismatch, check_folder
-
     from tests.conftest import make_config
 
     adapter = tmp_path / "adapter"
@@ -88,10 +87,9 @@ def residual_adapter(adapter, llm_cfg, tmp_path_factory):
     """The tiny LoRA checkpoint made a residual one: a BPR + SASRec + popularity prior fitted on the
     training sequences, residual weights, and a finetune metrics.csv with validation rows."""
     from fusionrec.agent.residual import Residual
-    from fusionrec.retrieval.collaborative.prior import fit_prior
-
     from fusionrec.data.prepare import load_prepared
     from fusionrec.data.splits import user_sequences
+    from fusionrec.retrieval.collaborative.prior import fit_prior
 
     folder = tmp_path_factory.mktemp("residual") / "ranker"
     shutil.copytree(adapter, folder)
@@ -116,12 +114,11 @@ def _records(folder, system: str) -> dict[str, dict]:
 
 
 def test_residual_adapter_rows_summary_and_resume(residual_adapter, llm_cfg, tmp_path, capsys):
+    from fusionrec.data.prepare import load_prepared
+    from fusionrec.data.splits import user_sequences
     from fusionrec.evaluation.baselines import order_by
     from fusionrec.evaluation.protocols import load_loo
     from fusionrec.retrieval.collaborative.prior import Prior
-
-    from fusionrec.data.prepare import load_prepared
-    from fusionrec.data.splits import user_sequences
 
     folder = _folder("residual")
     common = ("--limit", "8", "--llm-limit", "0", "--name", "residual")

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from fusionrec.finetune.recipe import RecipeError, load_recipe
 from fusionrec.finetune.run import train
 from fusionrec.finetune.trainer import PROBE
-
 from tests.finetune.conftest import SMALL
 
 MAX_STEPS, MINUTES = 100_000, 0.3

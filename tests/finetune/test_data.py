@@ -7,9 +7,6 @@ import json
 import re
 
 import pytest
-from fusionrec.evaluation import llm
-from fusionrec.finetune.data import candidate_sets, dialogue_examples, explanation_target, train_examples
-from fusionrec.finetune.prompts import seq_rank_prompt
 
 from fusionrec.data.loo import (
     ExampleError,
@@ -20,6 +17,9 @@ from fusionrec.data.loo import (
     read_candidates,
 )
 from fusionrec.data.splits import user_sequences
+from fusionrec.evaluation import llm
+from fusionrec.finetune.data import candidate_sets, dialogue_examples, explanation_target, train_examples
+from fusionrec.finetune.prompts import seq_rank_prompt
 from fusionrec.types import Interaction
 
 
@@ -149,6 +149,7 @@ def test_explanation_targets_pass_the_agents_fact_check(ml100k):
 def test_evaluation_builds_the_training_prompt_format(ml100k):
     """evaluation/llm.py mirrors finetune/prompts.py (it may not import finetune): same request, same history."""
     import numpy as np
+
     from fusionrec.finetune.prompts import SEQ_REQUEST, history_attachments
 
     items, _ = ml100k

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from fusionrec.data.loo import NegativeSampler
 from fusionrec.finetune.data import load_datasets
 from fusionrec.finetune.recipe import load_recipe
 from fusionrec.finetune.run import train
-
-from fusionrec.data.loo import NegativeSampler
 from tests.conftest import TEST_HOME, make_config
 from tests.finetune.conftest import SMALL
 
@@ -78,9 +78,8 @@ def test_stage2_trains_the_cross_modal_fusion(fusion_cfg, tmp_path, caplog):
 
 
 def test_hard_negatives_come_from_retrieval(fusion_cfg):
-    from fusionrec.retrieval.search import Retriever
-
     from fusionrec.data.prepare import load_prepared
+    from fusionrec.retrieval.search import Retriever
 
     items, _ = load_prepared(fusion_cfg, "movielens-100k")
     titles = {i.id: i.title for i in items}

@@ -8,10 +8,10 @@ import json
 
 import pytest
 import torch
+
 from fusionrec.finetune.checkpoint import CheckpointError
 from fusionrec.finetune.recipe import load_recipe
 from fusionrec.finetune.run import finetune_command, merge_checkpoint, train
-
 from fusionrec.settings import as_words
 from tests.finetune.conftest import SMALL
 
@@ -30,9 +30,10 @@ def trained(ft_cfg, tmp_path_factory):
 
 
 def test_merged_model_gives_the_same_logits_as_base_plus_adapter(ft_cfg, trained, tiny_llm):
-    from fusionrec.agent.projector import Projectors
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
+
+    from fusionrec.agent.projector import Projectors
 
     result, _, out = trained
     merged_dir = merge_checkpoint(ft_cfg, result.last_dir, out / "merged")

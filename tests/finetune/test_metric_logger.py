@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 
 import pytest
+
 from fusionrec.finetune.metric_logger import CSV_FILE, TB_DIR, MetricLogger
 
 FIELDS = ["step", "loss", "lr", "valid_hr@1", "elapsed_s"]

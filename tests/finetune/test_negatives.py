@@ -4,10 +4,10 @@ naming the setting and what is missing (it never falls back to random negatives)
 from __future__ import annotations
 
 import pytest
+
 from fusionrec.finetune.data import DataError, load_datasets
 from fusionrec.finetune.recipe import load_recipe
 from fusionrec.finetune.run import train
-
 from tests.conftest import make_config
 from tests.finetune.conftest import SMALL
 

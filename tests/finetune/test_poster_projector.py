@@ -9,6 +9,7 @@ import re
 
 import pytest
 import yaml
+
 from fusionrec.finetune.poster_projector import (
     ProjectorRecipe,
     is_projector_recipe,
@@ -17,7 +18,6 @@ from fusionrec.finetune.poster_projector import (
     rank_summary,
 )
 from fusionrec.finetune.recipe import RECIPES_DIR, RecipeError, load_recipe
-
 from fusionrec.settings import as_words
 from tests.conftest import TEST_HOME, home_config
 
@@ -91,9 +91,8 @@ def pp_cfg(offline_cfg, shared_data):
 
 @pytest.mark.real
 def test_cli_trains_a_projector_whose_loss_falls_and_beats_chance(pp_cfg, tmp_path, capsys):
-    from fusionrec.encoders.poster_projector import load_projector
-
     from fusionrec.cli import main
+    from fusionrec.encoders.poster_projector import load_projector
 
     out = tmp_path / "pp"
     sets = as_words(SMALL)

@@ -7,10 +7,10 @@ import re
 
 import pytest
 import yaml
+
 from fusionrec.finetune.poster_projector import is_projector_recipe
 from fusionrec.finetune.recipe import RECIPES_DIR, Recipe, RecipeError, load_recipe
 from fusionrec.finetune.run import train
-
 from tests.finetune.conftest import SMALL
 
 RECIPES = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml") if not is_projector_recipe(p.stem))  # LLM recipes

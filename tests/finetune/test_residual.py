@@ -7,11 +7,11 @@ import dataclasses
 
 import numpy as np
 import torch
+
 from fusionrec.agent.residual import Residual
 from fusionrec.finetune.recipe import load_recipe
 from fusionrec.finetune.run import train
 from fusionrec.retrieval.collaborative.prior import Prior
-
 from tests.finetune.conftest import SMALL
 
 
@@ -49,7 +49,6 @@ def test_ranker_recipe_starts_at_its_prior_and_the_agent_ranks_with_it(ft_cfg, t
     assert Residual.load(folder).weights()["llm_weight"] != 0.0  # the LLM's share was trained
 
     from fusionrec.agent.agent import Agent
-
     from fusionrec.types import Candidate
 
     cfg = dataclasses.replace(ft_cfg, agent=dataclasses.replace(ft_cfg.agent, adapter=str(folder)))

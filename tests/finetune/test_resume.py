@@ -5,10 +5,10 @@ from __future__ import annotations
 import csv
 
 import pytest
+
 from fusionrec.finetune.checkpoint import CheckpointError
 from fusionrec.finetune.recipe import load_recipe
 from fusionrec.finetune.run import train
-
 from tests.finetune.conftest import SMALL
 
 STEPS, STOP = 8, 4

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from fusionrec.agent.projector import Projectors
 from fusionrec.agent.rank import label_logprobs
+from fusionrec.data.loo import NegativeSampler
 from fusionrec.finetune.data import train_examples
 from fusionrec.finetune.prompts import alignment_prompt, explanation_ids, seq_rank_prompt
 from fusionrec.finetune.tasks import (
@@ -18,8 +20,6 @@ from fusionrec.finetune.tasks import (
     hr_ndcg,
     ranks_of_targets,
 )
-
-from fusionrec.data.loo import NegativeSampler
 
 
 @pytest.fixture(scope="module")

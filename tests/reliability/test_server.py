@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from fusionrec.retrieval.store import (
     Store,
     StoreError,
@@ -17,7 +18,6 @@ from fusionrec.retrieval.store import (
     start_chroma_server,
     stop_chroma_server,
 )
-
 from fusionrec.types import Item
 from tests.conftest import make_config
 from tests.reliability.conftest import cli, error_line

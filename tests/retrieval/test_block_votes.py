@@ -12,6 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from fusionrec import encoders
+from fusionrec.config import Config
+from fusionrec.data.catalog import item_to_dict
 from fusionrec.retrieval.fusion import (
     early_fuse,
     pooled_rrf,
@@ -21,10 +25,6 @@ from fusionrec.retrieval.fusion import (
 )
 from fusionrec.retrieval.search import QueryVectors, Retriever
 from fusionrec.retrieval.store import Store, item_metadata
-
-from fusionrec import encoders
-from fusionrec.config import Config
-from fusionrec.data.catalog import item_to_dict
 from fusionrec.types import Item
 from fusionrec.vectors import l2_normalise
 from tests.conftest import home_config

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from fusionrec.retrieval.collaborative.bpr import collab_table, load_table, save_table, train_bpr, with_collab
 
+from fusionrec.retrieval.collaborative.bpr import collab_table, load_table, save_table, train_bpr, with_collab
 from fusionrec.types import Interaction
 
 

@@ -8,9 +8,9 @@ import random
 
 import numpy as np
 import pytest
+
 from fusionrec.retrieval import filtered
 from fusionrec.retrieval.store import Store, build_where, chroma_server, genre_key, hidden, item_metadata
-
 from fusionrec.types import Item
 from tests.conftest import make_config
 

@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+
 from fusionrec.retrieval.fusion import (
     UNTRAINED_WARNING,
     CrossModalFusion,
@@ -18,7 +19,6 @@ from fusionrec.retrieval.fusion import (
     split_blocks,
     weighted_sum,
 )
-
 from tests.conftest import make_config
 
 LAYOUT = [("text", 4), ("image", 3), ("audio", 2)]

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from fusionrec.config import REPO_ROOT
 from fusionrec.retrieval.ingest import ingest, item_text, report_path
 from fusionrec.retrieval.search import Retriever
 from fusionrec.retrieval.store import Store, genre_key
-
-from fusionrec.config import REPO_ROOT
 from fusionrec.types import Attachment, Item
 from tests.retrieval.conftest import DATASET, N_ITEMS, retrieval_config
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fusionrec.retrieval.search import Retriever
 
+from fusionrec.retrieval.search import Retriever
 from fusionrec.vectors import l2_normalise
 
 pytestmark = pytest.mark.real

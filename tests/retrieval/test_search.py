@@ -8,10 +8,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from fusionrec.retrieval.fusion import UNTRAINED_WARNING
-from fusionrec.retrieval.search import RetrievalError, Retriever, search_command
 
 from fusionrec.media import MediaError
+from fusionrec.retrieval.fusion import UNTRAINED_WARNING
+from fusionrec.retrieval.search import RetrievalError, Retriever, search_command
 from fusionrec.types import Attachment
 from tests.retrieval.conftest import N_ITEMS, retrieval_config
 

@@ -9,6 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+
 from fusionrec.retrieval.collaborative.sasrec import CONFIG_FILE, WEIGHTS_FILE, SASRecModel, train_sasrec
 
 CYCLE = [str(i) for i in range(1, 11)]  # the true next item of k is k + 1 (10 -> 1)

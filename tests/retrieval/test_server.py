@@ -6,10 +6,10 @@ import random
 from pathlib import Path
 
 import pytest
+
 from fusionrec.retrieval.ingest import ingest
 from fusionrec.retrieval.search import Retriever
 from fusionrec.retrieval.store import Store, chroma_server
-
 from fusionrec.types import Attachment
 from tests.retrieval.conftest import DATASET, retrieval_config
 

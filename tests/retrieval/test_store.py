@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from fusionrec.retrieval.store import (
     MAX_BATCH,
     Store,
@@ -14,7 +15,6 @@ from fusionrec.retrieval.store import (
     open_client,
     parse_server_url,
 )
-
 from fusionrec.types import Item
 from tests.conftest import make_config
 

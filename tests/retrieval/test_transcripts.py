@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from fusionrec.retrieval.transcripts import CatalogLexicon, TranscriptCorrector, WhisperScorer, sound_key
 
 from fusionrec import encoders
 from fusionrec.config import ConfigError, load_config
+from fusionrec.retrieval.transcripts import CatalogLexicon, TranscriptCorrector, WhisperScorer, sound_key
 from fusionrec.types import Attachment
 from tests.conftest import home_config
 from tests.retrieval.conftest import DATASET

@@ -11,8 +11,8 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from fusionrec.ui.app import build_app, catalog_info, free_port, launch, parse_auth, poster_url, serve
 
+from fusionrec.ui.app import build_app, catalog_info, free_port, launch, parse_auth, poster_url, serve
 from tests.conftest import make_config
 
 

@@ -6,9 +6,9 @@ import shutil
 import subprocess
 
 import pytest
-from fusionrec.ui.attachments import describe, summary
 
 from fusionrec.types import Attachment
+from fusionrec.ui.attachments import describe, summary
 
 pytestmark = [
     pytest.mark.real,

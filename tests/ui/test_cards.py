@@ -7,6 +7,7 @@ import math
 import re
 from html.parser import HTMLParser
 
+from fusionrec.types import Item
 from fusionrec.ui.cards import (
     JS_ON_LOAD,
     Card,
@@ -16,8 +17,6 @@ from fusionrec.ui.cards import (
     score_text,
     why_html,
 )
-
-from fusionrec.types import Item
 
 
 class _Tags(HTMLParser):

@@ -6,6 +6,7 @@ import copy
 import shutil
 
 import pytest
+
 from fusionrec.ui.session import (
     SEARCHING,
     Session,

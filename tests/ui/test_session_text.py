@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from fusionrec.ui.session import Session, run_turn
-
 from fusionrec.config import load_config
+from fusionrec.ui.session import Session, run_turn
 
 
 def test_user_text_is_stripped_before_it_reaches_the_chat():

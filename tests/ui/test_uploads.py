@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from fusionrec.ui.uploads import MAX_FILES, UploadError, accepted_types, check_upload, check_uploads, kind_of
 
 MB = 2**20

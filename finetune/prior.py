@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from fusionrec.data.splits import id_key
 from fusionrec.finetune.data import Datasets
 from fusionrec.finetune.recipe import Recipe
 from fusionrec.retrieval.collaborative.bpr import TABLE_FILE, collab_table, load_table, train_bpr
-
-from fusionrec.data.splits import id_key
 from fusionrec.types import Interaction
 
 log = logging.getLogger(__name__)
