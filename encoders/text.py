@@ -88,7 +88,7 @@ class SentenceEncoder(TextEncoder):
             batch_size=self.batch_size,
             convert_to_numpy=True,
             normalize_embeddings=True,
-            show_progress_bar=len(texts) > 5 * self.batch_size,
+            show_progress_bar=False,  # the caller's one bar (ingest, eval) shows progress
         )
         return np.asarray(vectors, dtype=np.float32)
 
