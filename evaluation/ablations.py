@@ -27,9 +27,8 @@ from fusionrec.evaluation.baselines import RetrievalRanker, load_cross, order_by
 from fusionrec.evaluation.metrics import aggregate, example_metrics, kendall_tau, paired_difference
 from fusionrec.evaluation.records import Records
 from fusionrec.evaluation.vectors import MODALITIES, MODALITY_BLOCKS, NATIVE_BLOCK, has_blocks
-from fusionrec.retrieval.fusion import block_weight
+from fusionrec.retrieval.fusion import FUSIONS, block_weight
 
-FUSIONS = ("early", "late", "cross")
 SETS = (("text",), ("text", "image"), ("text", "audio"), ("text", "video"), MODALITIES)
 REPORT_METRICS = ("hr@1", "hr@5", "hr@10", "ndcg@10", "mrr")
 IMAGE_GRID = {"image": (0.0, 0.25, 0.5), "image_text": (0.0, 0.25, 0.5, 1.0, 2.0)}  # tried on validation
