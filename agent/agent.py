@@ -189,6 +189,7 @@ class Agent:
             self.collab = {}
         device = model.get_input_embeddings().weight.device
         self.projectors.to(device).eval()
+        self.trained_kinds = frozenset(self.projectors.keys())  # projectors read from the adapter (trained)
         self.placeholder = placeholder_id(self.tokenizer, acfg.placeholder_token)
         self._retriever = retriever
         self._item_vectors: dict[str, np.ndarray] = {}
@@ -242,18 +243,23 @@ class Agent:
             self._item_vectors.update(found)
         return {i.id: self._item_vectors[i.id] for i in items}
 
-    @staticmethod
-    def attachment_inputs(uploads: Sequence[Upload]) -> list[AttachmentInput]:
+    def attachment_inputs(self, uploads: Sequence[Upload]) -> list[AttachmentInput]:
         """Vectors (for soft tokens) and short details (labels, transcript) of the user's uploads, as the
-        retriever encoded them for this turn's query (each upload goes through its encoder once)."""
+        retriever encoded them for this turn's query (each upload goes through its encoder once).
+
+        `agent.attachment_tokens="trained"` keeps a vector only when the adapter trained that kind's
+        projector: an untrained one would put a random vector into the prompt, so the upload reaches
+        the LLM as its details (text) only."""
+        mode = self.cfg.agent.attachment_tokens
         out = []
         for up in uploads:
+            soft = mode == "always" or (mode == "trained" and up.kind in self.trained_kinds)
             details = ""
             if up.kind == "image" and up.labels:
                 details = "looks like: " + ", ".join(up.labels)
             elif up.transcript:
                 details = f'{"it" if up.kind == "audio" else "its sound"} says: "{up.transcript}"'
-            out.append(AttachmentInput(up.kind, up.vector, details))
+            out.append(AttachmentInput(up.kind, up.vector if soft else None, details))
         return out
 
     # --- ranking ------------------------------------------------------------------------------------

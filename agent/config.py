@@ -11,6 +11,7 @@ SCORINGS = ("listwise", "pointwise")  # how the verbalizer reads the candidates'
 RANKERS = ("verbalizer", "generative")  # agent.ranker
 EXPLAINERS = ("auto", "adapter", "base")  # agent.explain_with
 ANSWER_LANGUAGES = ("auto", "user", "en")  # agent.answer_language
+ATTACHMENT_TOKENS = ("trained", "always", "never")  # agent.attachment_tokens
 LIMITS: dict[str, tuple[float, float]] = {  # key -> (lowest, highest) accepted value
     "num_candidates": (1, 20),  # labels A..T
     "show_top_k": (1, 20),
@@ -54,11 +55,12 @@ class AgentConfig:
     # >0: torch.set_num_threads(n) at Agent start; 0 = all cores for chat, cores / ui.concurrency for serve
     torch_threads: int = 0
     max_attachment_mb: int = 25  # larger uploads are refused with a clear reply
+    attachment_tokens: str = "trained"  # uploads as soft tokens: trained (only kinds whose projector the adapter trained; the rest go in as text) | always | never
 
     def check(self) -> None:
         """Raise ValueError naming the key and its value when a setting is unknown or out of range."""
         for key, known in (("ranker", RANKERS), ("scoring", SCORINGS), ("explain_with", EXPLAINERS),
-                           ("answer_language", ANSWER_LANGUAGES)):
+                           ("answer_language", ANSWER_LANGUAGES), ("attachment_tokens", ATTACHMENT_TOKENS)):
             if getattr(self, key) not in known:
                 raise ValueError(f"agent.{key}={getattr(self, key)!r}: expected one of {', '.join(known)}")
         for key, (low, high) in LIMITS.items():

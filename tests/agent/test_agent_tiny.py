@@ -86,14 +86,25 @@ def test_empty_oversized_and_corrupt_input_then_the_session_goes_on(tiny_agent, 
     assert first(events, "ranked")["shown"]
 
 
-def test_image_attachment_becomes_a_soft_token(tiny_agent, ml100k):
+def test_an_image_is_a_soft_token_only_where_its_projector_was_trained(tiny_agent, ml100k, monkeypatch):
     poster = next(i.media["image"] for i in ml100k if "image" in i.media)
-    state = DialogueState()
-    events = run(tiny_agent, state, "", [Attachment("image", poster)])
-    ranked = first(events, "ranked")
-    assert ranked["soft_tokens"][0] == "image:0"
-    assert sum(k.startswith("item:") for k in ranked["soft_tokens"]) == len(ranked["ranking"].candidates)
-    assert state.turns[0].attachments[0].validated
+
+    def soft(agent_tokens=None):
+        if agent_tokens:
+            monkeypatch.setattr(tiny_agent.cfg.agent, "attachment_tokens", agent_tokens)
+        state = DialogueState()
+        ranked = first(run(tiny_agent, state, "", [Attachment("image", poster)]), "ranked")
+        assert sum(k.startswith("item:") for k in ranked["soft_tokens"]) == len(ranked["ranking"].candidates)
+        assert state.turns[0].attachments[0].validated
+        return [k for k in ranked["soft_tokens"] if not k.startswith("item:")]
+
+    assert tiny_agent.trained_kinds == frozenset()  # zero-shot: every projector would be random
+    assert soft() == []  # default "trained": the image reaches the LLM as its labels only
+    monkeypatch.setattr(tiny_agent, "trained_kinds", frozenset({"image"}))
+    assert soft() == ["image:0"]
+    assert soft("never") == []
+    monkeypatch.setattr(tiny_agent, "trained_kinds", frozenset())
+    assert soft("always") == ["image:0"]
 
 
 def test_why_explains_an_item_of_the_last_answer(tiny_agent):

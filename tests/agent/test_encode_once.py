@@ -27,6 +27,7 @@ def turn(agent, text, attachments):
 
 
 def test_an_image_goes_through_the_image_network_once(tiny_agent, ml100k, monkeypatch):
+    monkeypatch.setattr(tiny_agent.cfg.agent, "attachment_tokens", "always")  # its vector reaches the prompt
     poster = next(i.media["image"] for i in ml100k if "image" in i.media)
     image = tiny_agent.retriever._encoder("image")
     forwards = counted(monkeypatch, image, "_forward")
@@ -36,6 +37,7 @@ def test_an_image_goes_through_the_image_network_once(tiny_agent, ml100k, monkey
 
 
 def test_a_voice_note_is_transcribed_once(tiny_agent, tmp_path, monkeypatch):
+    monkeypatch.setattr(tiny_agent.cfg.agent, "attachment_tokens", "always")
     wav = tmp_path / "ask.wav"
     subprocess.run(["espeak-ng", "-w", str(wav), "a funny film"], check=True, capture_output=True)
     audio = tiny_agent.retriever._encoder("audio")
@@ -53,3 +55,4 @@ def test_the_prompt_gets_the_query_labels(tiny_agent, ml100k):
     (inp,) = tiny_agent.attachment_inputs(vectors.uploads)
     assert upload.kind == inp.kind == "image" and len(upload.labels) == 3
     assert inp.details == "looks like: " + ", ".join(upload.labels)
+    assert inp.vector is None  # no trained image projector: the labels carry the image

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from fusionrec.agent.agent import SHIPPED_ADAPTER, Agent, resolve_adapter
 from fusionrec.finetune.ship import KEEP, MAX_BYTES
+from fusionrec.retrieval.search import Upload
 from tests.agent.conftest import make_candidates
 
 
@@ -58,3 +60,10 @@ def test_the_real_llm_ranks_with_the_shipped_adapter_by_default(real_agent_cfg, 
     ranking = agent.rank(prompt, history=[ml100k[30].id, ml100k[40].id])
     assert sorted(c.item.id for c in ranking.candidates) == sorted(c.item.id for c in cands)
     assert ranking.method.startswith("residual: shipped adapter")
+    # it trained the item projector only: a poster or a voice note goes in as its labels / transcript
+    assert agent.trained_kinds == {"item"}
+    vec = np.ones(8, np.float32)
+    uploads = [Upload("image", vec, ["comic book"]), Upload("audio", vec, [], "a comedy")]
+    inputs = agent.attachment_inputs(uploads)
+    assert [i.vector for i in inputs] == [None, None]
+    assert [i.details for i in inputs] == ["looks like: comic book", 'it says: "a comedy"']
