@@ -5,6 +5,7 @@
     .venv/bin/python benchmarks/requests.py --tune fusion           # tuning half: fusion grid
     .venv/bin/python benchmarks/requests.py --tune speech           # tuning half: Whisper grid (~1 h)
     .venv/bin/python benchmarks/requests.py --tune correction       # tuning half: transcript correction
+    .venv/bin/python benchmarks/requests.py --tune hypotheses       # tuning half: several transcripts fused
 
 `benchmarks/requests.jsonl` holds requests written as people ask (descriptions without the title,
 moods, "like X but Y", constraints), each with its target ML-100k item ids, its half (tune | report,
@@ -38,6 +39,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -358,6 +361,76 @@ def correction_grid(
     return out
 
 
+def decodes(models_dir: Path) -> dict[str, list[str]]:
+    """The Whisper decodes whose transcripts --tune hypotheses fuses (the speech grid's best three)."""
+    base, tiny = models_dir / "whisper" / "base.pt", models_dir / "whisper" / "tiny.en.pt"
+    return {
+        "base greedy": [f"models.speech={base}", "models.speech_beam_size=1"],
+        "base beam=5": [f"models.speech={base}", "models.speech_beam_size=5"],
+        "tiny.en greedy": [f"models.speech={tiny}", "models.speech_beam_size=1"],
+    }
+
+
+def fused(lists: Sequence[Sequence[tuple[str, float]]], how: str) -> list[str]:
+    """One ranking from several searches' (id, score) lists: summed reciprocal ranks (``rrf``, k=0 as
+    ``retrieval.rrf_k``) or summed z-scored scores (``z``); an item a list lacks gets its lowest value."""
+    total: dict[str, float] = {}
+    ids = {i for hits in lists for i, _ in hits}
+    for hits in lists:
+        if how == "rrf":
+            value = {i: 1.0 / (1 + rank) for rank, (i, _) in enumerate(hits)}
+            floor = 0.0
+        else:
+            s = np.array([x for _, x in hits], dtype=np.float64)
+            z = (s - s.mean()) / (s.std() + 1e-9)
+            value, floor = {i: float(v) for (i, _), v in zip(hits, z, strict=True)}, float(z.min())
+        for i in ids:
+            total[i] = total.get(i, 0.0) + value.get(i, floor)
+    return sorted(total, key=lambda i: -total[i])
+
+
+def hypotheses_grid(requests: list[dict], home: Path, overrides: Sequence[str], cache: Path) -> dict[str, Any]:
+    """Several transcripts per clip (`decodes`), each searched by the early retriever as the clip's audio
+    attachment, then fused (`fused`); every single decode, pair and the three, by rrf and by z."""
+    from itertools import combinations
+
+    from fusionrec.evaluation.metrics import latency_summary
+    from fusionrec.retrieval.search import Retriever
+    from fusionrec.types import Attachment
+
+    early = [*overrides, *FUSIONS["early"]]
+    found = {"early": Retriever(config(home, early))}
+    typed = table(typed_run(requests, found), requests)["early"]
+    out: dict[str, Any] = {"typed early": {k: typed[k] for k in ("hit@1", "hit@5", "hit@10")}}
+    lists: dict[str, dict[tuple[str, str], list[tuple[str, float]]]] = {}
+    for name, over in decodes(config(home, []).models_dir).items():
+        ret = Retriever(config(home, [*early, *over]))
+        ret.retrieve("", [Attachment("audio", speak(WARM_UP, *VOICES[0], cache))], k=1)  # models load here
+        lists[name], seconds = {}, []
+        for r in requests:
+            for voice, wpm in VOICES:
+                t0 = time.perf_counter()
+                got = ret.retrieve("", [Attachment("audio", speak(r["text"], voice, wpm, cache))])
+                seconds.append(time.perf_counter() - t0)
+                lists[name][(r["id"], voice)] = [(c.item.id, float(c.score)) for c in got]
+        out[f"{name} seconds_p50"] = latency_summary(seconds)["p50_s"]
+    names = list(lists)
+    combos = [(n,) for n in names] + list(combinations(names, 2)) + [tuple(names)]
+    for combo in combos:
+        for how in ("rrf", "z") if len(combo) > 1 else ("",):
+            row = {f"hit@{k}": 0.0 for k in KS}
+            for r in requests:
+                for voice, _ in VOICES:
+                    got = [lists[n][(r["id"], voice)] for n in combo]
+                    ids = fused(got, how) if len(got) > 1 else [i for i, _ in got[0]]
+                    for key, value in hits(ids[: max(KS)], r["targets"]).items():
+                        row[key] += value / (len(requests) * len(VOICES))
+            label = " + ".join(combo) + (f" ({how})" if how else "")
+            out[label] = row
+            print(f"{label:55s} {row['hit@1']:.3f} {row['hit@5']:.3f} {row['hit@10']:.3f}", flush=True)
+    return out
+
+
 def tune(args: argparse.Namespace, requests: list[dict], home: Path) -> dict[str, Any]:
     """The grids on the tuning half; each row: hit@1/5/10 (spoken: + WER, seconds per request)."""
     from fusionrec.evaluation.metrics import latency_summary
@@ -366,6 +439,8 @@ def tune(args: argparse.Namespace, requests: list[dict], home: Path) -> dict[str
     out: dict[str, Any] = {}
     if args.tune == "correction":
         return correction_grid(requests, home, args.overrides, Path(args.cache))
+    if args.tune == "hypotheses":
+        return hypotheses_grid(requests, home, args.overrides, Path(args.cache))
     if args.tune == "fusion":
         for label, over in fusion_grid().items():
             found = {"early": Retriever(config(home, over))}
@@ -442,7 +517,7 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=0, help="only the first N requests of the half (smoke runs)")
     ap.add_argument("--no-speech", action="store_true", help="typed requests only")
     ap.add_argument(
-        "--tune", choices=["fusion", "speech", "correction"], help="run a tuning grid on the tuning half"
+        "--tune", choices=["fusion", "speech", "correction", "hypotheses"], help="run a tuning grid on the tuning half"
     )
     ap.add_argument("--languages", action="store_true", help="only print what speech hears of LANGUAGES")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
