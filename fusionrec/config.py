@@ -4,6 +4,7 @@ overridden with `section.key=value`."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +85,11 @@ RENAMED = {
 }
 
 
+# Keys whose name now means another idea: a file that sets one without its companion gets a warning.
+MOVED = {"eval.history_len": ("eval.example_history", "the LLM prompt's watched items; the baselines' "
+                              "example history, which this key used to set, is eval.example_history")}  # fmt: skip
+
+
 def _check_renamed(data: dict[str, Any], overrides: list[str], source: str) -> None:
     words = [w.partition("=")[0] for w in overrides]
     named = [f"{s}.{k}" for s, v in data.items() if isinstance(v, dict) for k in v]
@@ -91,6 +97,9 @@ def _check_renamed(data: dict[str, Any], overrides: list[str], source: str) -> N
         for key in keys:
             if key in RENAMED:
                 raise ConfigError(f"{where}: {key} was renamed {RENAMED[key]}")
+    for key, (companion, meaning) in MOVED.items():
+        if key in named and companion not in named:
+            logging.getLogger(__name__).warning("%s: %s is %s", source, key, meaning)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:

@@ -55,6 +55,22 @@ def test_bad_overrides_name_the_key(override, message):
         load_config(None, [override])
 
 
+def test_a_file_setting_a_key_that_changed_meaning_is_warned(tmp_path, caplog):
+    old = tmp_path / "old.toml"
+    old.write_text("[eval]\nhistory_len = 20\n")  # before the rename this set the baselines' history
+    with caplog.at_level("WARNING", logger="fusionrec.config"):
+        cfg = load_config(old)
+    assert cfg.eval.history_len == 20
+    assert "old.toml: eval.history_len is the LLM prompt's watched items" in caplog.text
+    assert "eval.example_history" in caplog.text
+    caplog.clear()
+    both = tmp_path / "new.toml"
+    both.write_text("[eval]\nhistory_len = 8\nexample_history = 20\n")
+    with caplog.at_level("WARNING", logger="fusionrec.config"):
+        load_config(both)
+    assert "history_len" not in caplog.text
+
+
 def test_bad_file_names_the_file(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text("[nope]\nx = 1\n")
