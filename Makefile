@@ -28,3 +28,4 @@ bench: prepare
 	$(BIN)/python benchmarks/turn.py
 	$(BIN)/python benchmarks/explanations.py
 	$(BIN)/python benchmarks/requests.py
+	$(BIN)/python benchmarks/chat_ranking.py

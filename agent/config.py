@@ -46,7 +46,7 @@ class AgentConfig:
     adapter: str = "shipped"  # finetune checkpoint folder (LoRA + projectors + prior); "shipped" = the adapter in agent/adapters/ when it fits the LLM; "" = none (zero-shot)
     answer_language: str = "auto"  # explanations: auto (the user's language unless the LLM is the English-only SmolLM2) | user | en
     explain_with: str = "auto"  # explanations: auto (the adapter if it was trained to explain, else the base LLM) | adapter | base
-    chat_retrieval_weight: float = 1.0  # residual ranker in a chat: weight of the standardised retrieval score added to the prior
+    chat_retrieval_weight: float = 2.0  # residual ranker in a chat: weight of the standardised retrieval score added to the prior (chosen on the request benchmark's tuning half, docs/results/chat_ranking.md)
     overview_chars: int = 200  # overview characters per candidate in the ranking prompt (0 = titles only)
     seed: int = 0  # seed of freshly initialised projectors (when no adapter is given)
     placeholder_token: str = ""  # token written at soft-token positions; "" = an unused special token

@@ -38,6 +38,7 @@ class RetrievalConfig:
     # per spoken request on 2 cores (docs/results/requests.md)
     speech_correction: float = 0.0
     rrf_k: int = 0  # late rrf: item score = mean over its blocks of w / (rrf_k + rank), rank from 1 (tuned)
+    like_weight: float = 0.5  # "like X": X's stored vector weighs this much against the turn's own query vector (tuned: docs/results/chat_ranking.md)
     # fusion=cross: a trained cross_fusion.safetensors (typically <run>/last/cross_fusion.safetensors of a
     # finetune run with tasks.fusion_weight > 0); "" = untrained equal weights per modality (logged)
     cross_weights: str = ""
@@ -58,6 +59,7 @@ class RetrievalConfig:
         for key, value in self.weights.items():
             check_range(f"retrieval.weights.{key}", value, 0, 1000)
         check_range("retrieval.rrf_k", self.rrf_k, 0, 10_000)
+        check_range("retrieval.like_weight", self.like_weight, 0, 1000)
         check_range("retrieval.speech_correction", self.speech_correction, 0, 100)
         unknown = sorted(set(self.text_blocks) - TEXT_SPACE_BLOCKS)
         if unknown:

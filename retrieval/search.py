@@ -293,7 +293,7 @@ class Retriever:
         exclude_ids: Iterable[str] = (),
         k: int | None = None,
     ) -> list[Candidate]:
-        """More like this one: the stored item's early-fused vector (weighted twice against the
+        """More like this one: the stored item's early-fused vector (``retrieval.like_weight`` times the
         turn's `query`, when it has vectors) searches the early index; a candidate's score, also its
         ``liked_item`` modality score, is its cosine to that vector. An item not stored: `retrieve`."""
         k = int(k or self.cfg.retrieval.k)
@@ -303,7 +303,8 @@ class Retriever:
             return self.retrieve(filters=filters, exclude_ids=exclude, k=k, query=query)
         vec = l2_normalise(rec[0])
         if query is not None and query.blocks:
-            vec = l2_normalise(2.0 * vec + early_fuse(self.layout, query.blocks, self.cfg.retrieval.weights))
+            turn = early_fuse(self.layout, query.blocks, self.cfg.retrieval.weights)
+            vec = l2_normalise(self.cfg.retrieval.like_weight * vec + turn)
         hits = self.store.query("early", vec, k + len(exclude) + 1, build_where(filters, exclude))
         skip = {*exclude, item_id}
         return [

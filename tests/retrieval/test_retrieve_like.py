@@ -37,3 +37,24 @@ def test_an_item_not_stored_falls_back_to_the_query(ret_cfg, ingested):
     assert [c.item.id for c in fallback] == [c.item.id for c in ret.retrieve(query=query, k=5)]
     assert not any("liked_item" in c.modality_scores for c in fallback)
     assert np.isfinite([c.score for c in fallback]).all()
+
+
+def test_the_like_weight_sets_how_much_the_liked_item_counts(ret_cfg, ingested, subset):
+    import dataclasses
+
+    from fusionrec.retrieval.fusion import early_fuse
+
+    liked = subset[0].id
+    rankings = []
+    for weight in (0.5, 8.0):
+        cfg = dataclasses.replace(ret_cfg, retrieval=dataclasses.replace(ret_cfg.retrieval, like_weight=weight))
+        ret = Retriever(cfg)
+        query = ret.query_vectors("a detective in a rainy city")
+        got = ret.retrieve_like(liked, query, k=10)
+        stored = ret.store.records("early", [liked, *(c.item.id for c in got)])
+        turn = early_fuse(ret.layout, query.blocks, cfg.retrieval.weights)
+        searched = l2_normalise(weight * l2_normalise(stored[liked][0]) + turn)
+        cosines = [float(l2_normalise(stored[c.item.id][0]) @ searched) for c in got]
+        assert [c.score for c in got] == pytest.approx(cosines, abs=1e-4)
+        rankings.append([c.item.id for c in got])
+    assert rankings[0] != rankings[1]  # the request leads at 0.5, the liked film at 8

@@ -1,0 +1,173 @@
+"""The chat's ranking on the request benchmark: does the LLM earn its place over the retrieval it re-ranks?
+
+    .venv/bin/python benchmarks/chat_ranking.py                  # report half
+    .venv/bin/python benchmarks/chat_ranking.py --summary docs/results/summary.json
+    .venv/bin/python benchmarks/chat_ranking.py --tune           # tuning half: like and retrieval weights
+
+Each typed request of `benchmarks/requests.jsonl` is the first turn of a fresh chat (`Agent.respond`
+with explanations off), run as `fusionrec chat` runs it: constraints parsed, `agent.num_candidates`
+candidates retrieved, then ranked. Systems, on the same turns:
+
+- `retrieval`: the turn's candidates in retrieval order (what the ranker starts from);
+- `shipped`: the default ranker, the shipped adapter's residual over its collaborative prior plus
+  ``agent.chat_retrieval_weight`` x the standardised retrieval score;
+- `zero-shot`: the base LLM's label logits (``agent.adapter=""``), what a user of another LLM gets.
+
+hit@1/5/10 with bootstrap intervals, paired bootstrap differences against `retrieval`, seconds per
+ranked list. Writes benchmarks/results/chat_ranking.json (``--tune``: chat_ranking_tune.json) and, with
+``--summary`` (report half), the summary's "chat_ranking" section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from fusionrec import env  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("request_bench", REPO / "benchmarks" / "requests.py")
+bench = importlib.util.module_from_spec(_spec)  # the request benchmark's loader, hits and tables
+_spec.loader.exec_module(bench)
+
+SYSTEMS = {"shipped": [], "zero-shot": ["agent.adapter="]}  # name -> config overrides of the agent
+WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)  # --tune: agent.chat_retrieval_weight
+LIKE_WEIGHTS = (0.5, 1.0, 2.0)  # --tune: retrieval.like_weight
+
+
+def turns(agent: Any, requests: list[dict]) -> dict[str, Any]:
+    """Per request: the retrieved candidates' order and the agent's ranking (and its seconds)."""
+    from fusionrec.types import DialogueState, Turn
+
+    out: dict[str, Any] = {"retrieval": {}, "ranked": {}, "seconds": []}
+    for r in requests:
+        t0 = time.perf_counter()
+        events = agent.respond(DialogueState(), Turn("user", r["text"], []))
+        for event in events:
+            if event.kind == "retrieved":
+                out["retrieval"][r["id"]] = [c.item.id for c in event.payload["candidates"]]
+            elif event.kind == "ranked":
+                out["ranked"][r["id"]] = [c.item.id for c in event.payload["ranking"].candidates]
+                break
+            elif event.kind == "error":
+                raise RuntimeError(f"request {r['id']}: {event.payload}")
+        events.close()  # no explanations: the turn ends at its ranked list
+        out["seconds"].append(time.perf_counter() - t0)
+    return out
+
+
+def per_request(orders: dict[str, list[str]], requests: list[dict]) -> dict[str, dict[str, Any]]:
+    return {r["id"]: {"ids": orders[r["id"]][: max(bench.KS)], **bench.hits(orders[r["id"]], r["targets"])}
+            for r in requests}  # fmt: skip
+
+
+def make_agent(home: Path, overrides: Sequence[str]) -> Any:
+    from fusionrec.agent.agent import Agent
+
+    return Agent(bench.config(home, ["agent.explain_top_k=0", *overrides]))
+
+
+def run(requests: list[dict], home: Path, overrides: Sequence[str]) -> dict[str, Any]:
+    systems: dict[str, Any] = {}
+    seconds: dict[str, Any] = {}
+    from fusionrec.evaluation.metrics import latency_summary
+
+    for name, over in SYSTEMS.items():
+        agent = make_agent(home, [*overrides, *over])
+        got = turns(agent, requests)
+        systems.setdefault("retrieval", per_request(got["retrieval"], requests))
+        if per_request(got["retrieval"], requests) != systems["retrieval"]:
+            raise RuntimeError(f"{name}: retrieved other candidates than the first system")
+        systems[name] = per_request(got["ranked"], requests)
+        seconds[name] = latency_summary(got["seconds"][1:])  # the first turn loads the models
+        print(f"{name}: {agent.ranker_name}", flush=True)
+    run_ = {"systems": systems}
+    rows = bench.table(run_, requests)
+    paired = {f"{n} - retrieval": {k: bench.paired(systems[n], systems["retrieval"], requests, k)
+                                   for k in ("hit@1", "hit@5")} for n in SYSTEMS}  # fmt: skip
+    return {"systems": rows, "paired": paired, "seconds": seconds, "per_request": systems}
+
+
+def tune(requests: list[dict], home: Path, overrides: Sequence[str]) -> dict[str, Any]:
+    """Every (retrieval.like_weight, agent.chat_retrieval_weight) pair: the turn's retrieval and the
+    shipped ranker's hit@1/5/10 (the like weight moves the candidates of "like X" requests)."""
+    agent = make_agent(home, overrides)
+    out: dict[str, Any] = {}
+    for like in LIKE_WEIGHTS:
+        for w in WEIGHTS:
+            agent.cfg.retrieval.like_weight = like  # the agent's own copy of the config (its retriever's too)
+            agent.cfg.agent.chat_retrieval_weight = w
+            got = turns(agent, requests)
+            rows = bench.table({"systems": {"retrieval": per_request(got["retrieval"], requests),
+                                            "shipped": per_request(got["ranked"], requests)}}, requests)  # fmt: skip
+            label = f"like_weight={like} chat_retrieval_weight={w}"
+            out[label] = {f"{n} {k}": rows[n][k] for n in ("retrieval", "shipped") for k in ("hit@1", "hit@5", "hit@10")}
+            print(f"{label}: {json.dumps(out[label])}", flush=True)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--half", choices=[*bench.HALVES, "all"], default="report")
+    ap.add_argument("--home", default=str(REPO / ".fusionrec"), help="home with the ingested catalog and models")
+    ap.add_argument("--tune", action="store_true", help="retrieval.like_weight x agent.chat_retrieval_weight grid on the tuning half")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    ap.add_argument("--summary", default="", help="also write the 'chat_ranking' section of this summary file")
+    ap.add_argument("--out", default="")
+    ap.add_argument("overrides", nargs="*", help="section.key=value config overrides")
+    args = ap.parse_args()
+    env.configure(offline=True)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    home = Path(args.home)
+    try:
+        requests = bench.load_requests(bench.REQUESTS)
+        bench.config(home, args.overrides)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    half = "tune" if args.tune else args.half
+    chosen = [r for r in requests if half == "all" or r["half"] == half]
+    command = " ".join([".venv/bin/python", "benchmarks/chat_ranking.py", *sys.argv[1:]])
+    started = time.perf_counter()
+    result: dict[str, Any] = {"half": half, "n": len(chosen), "command": command}
+    result.update({"grid": tune(chosen, home, args.overrides)} if args.tune else run(chosen, home, args.overrides))
+    result["seconds_total"] = round(time.perf_counter() - started, 1)
+    name = "chat_ranking_tune.json" if args.tune else "chat_ranking.json"
+    out = Path(args.out or REPO / "benchmarks" / "results" / name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    if not args.tune:
+        for sys_name, row in result["systems"].items():
+            cells = " ".join(f"hit@{k} {row[f'hit@{k}']:.3f}" for k in bench.KS)
+            print(f"{sys_name:10s} {cells}")
+        for pair, d in result["paired"].items():
+            print(f"{pair}: hit@1 {d['hit@1'][0]:+.3f} [{d['hit@1'][1]:+.3f}, {d['hit@1'][2]:+.3f}], "
+                  f"hit@5 {d['hit@5'][0]:+.3f} [{d['hit@5'][1]:+.3f}, {d['hit@5'][2]:+.3f}]")  # fmt: skip
+    print(f"wrote {out}")
+    if args.summary:
+        if half != "report":
+            print("error: --summary reports the report half only", file=sys.stderr)
+            return 2
+        from fusionrec.evaluation.summary import write_section
+
+        section = {"n": result["n"], "half": half, "command": command,
+                   "systems": {n: {k: round(r[k], 4) for k in ("hit@1", "hit@5", "hit@10")}
+                               for n, r in result["systems"].items()},
+                   "paired": result["paired"]}  # fmt: skip
+        write_section(Path(args.summary), "chat_ranking", section)
+        print(f"wrote the 'chat_ranking' section of {args.summary}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
