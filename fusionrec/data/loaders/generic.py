@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,19 +112,28 @@ def _jsonl_rows(path: Path, report: CleaningReport) -> list[RawItem]:
     return rows
 
 
-def _csv_rows(path: Path, report: CleaningReport) -> list[RawItem]:
+def _csv_lines(
+    path: Path, report: CleaningReport, required: tuple[str, ...], expected: str = ""
+) -> Iterator[tuple[int, list[str], list[str]]]:
+    """(line number, header, row) for each non-blank row of a CSV file (a quoted newline keeps the
+    numbering right); `CatalogError` at line 1 naming the first missing `required` column and what was
+    `expected` (default: the columns found)."""
     reader = csv.reader(io.StringIO(_read_text(path, report), newline=""))
     header = [h.strip() for h in next(reader, [])]
-    for col in ("id", "title"):
+    for col in required:
         if col not in header:
-            raise CatalogError(
-                path, 1, "header", f"missing column {col!r} (found: {', '.join(header) or 'nothing'})"
-            )
-    rows, prev = [], reader.line_num
+            found = f"found: {', '.join(header) or 'nothing'}"
+            raise CatalogError(path, 1, "header", f"missing column {col!r} ({expected or found})")
+    prev = reader.line_num
     for row in reader:
         lineno, prev = prev + 1, reader.line_num
-        if not any(c.strip() for c in row):
-            continue
+        if any(c.strip() for c in row):
+            yield lineno, header, row
+
+
+def _csv_rows(path: Path, report: CleaningReport) -> list[RawItem]:
+    rows = []
+    for lineno, header, row in _csv_lines(path, report, ("id", "title")):
         if len(row) != len(header):
             report.add(
                 path,
@@ -143,18 +153,9 @@ def _interactions(path: Path, known: set[str], report: CleaningReport) -> list:
     side = path.with_name(f"{path.stem}.interactions.csv")
     if not side.is_file():
         return []
-    reader = csv.reader(io.StringIO(_read_text(side, report), newline=""))
-    header = [h.strip() for h in next(reader, [])]
-    for col in ("user", "item", "rating"):
-        if col not in header:
-            raise CatalogError(
-                side, 1, "header", f"missing column {col!r} (need user,item,rating[,timestamp])"
-            )
-    rows, prev = [], reader.line_num
-    for row in reader:
-        lineno, prev = prev + 1, reader.line_num
-        if not any(c.strip() for c in row):
-            continue
+    rows = []
+    need = "need user,item,rating[,timestamp]"
+    for lineno, header, row in _csv_lines(side, report, ("user", "item", "rating"), need):
         r = dict(zip(header, row, strict=False))
         rows.append((r.get("user"), r.get("item"), r.get("rating"), r.get("timestamp") or 0, lineno))
     report.sources["interactions"] = str(side)
