@@ -76,21 +76,21 @@ def make_agent(home: Path, overrides: Sequence[str]) -> Any:
 
 
 def run(requests: list[dict], home: Path, overrides: Sequence[str]) -> dict[str, Any]:
-    systems: dict[str, Any] = {}
-    seconds: dict[str, Any] = {}
+    """Every system of SYSTEMS on the same turns (they must retrieve the same candidates)."""
     from fusionrec.evaluation.metrics import latency_summary
 
+    systems: dict[str, Any] = {}
+    seconds: dict[str, Any] = {}
     for name, over in SYSTEMS.items():
         agent = make_agent(home, [*overrides, *over])
         got = turns(agent, requests)
-        systems.setdefault("retrieval", per_request(got["retrieval"], requests))
-        if per_request(got["retrieval"], requests) != systems["retrieval"]:
+        retrieved = per_request(got["retrieval"], requests)
+        if systems.setdefault("retrieval", retrieved) != retrieved:
             raise RuntimeError(f"{name}: retrieved other candidates than the first system")
         systems[name] = per_request(got["ranked"], requests)
         seconds[name] = latency_summary(got["seconds"][1:])  # the first turn loads the models
         print(f"{name}: {agent.ranker_name}", flush=True)
-    run_ = {"systems": systems}
-    rows = bench.table(run_, requests)
+    rows = bench.table({"systems": systems}, requests)
     paired = {f"{n} - retrieval": {k: bench.paired(systems[n], systems["retrieval"], requests, k)
                                    for k in ("hit@1", "hit@5")} for n in SYSTEMS}  # fmt: skip
     return {"systems": rows, "paired": paired, "seconds": seconds, "per_request": systems}

@@ -40,8 +40,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -373,7 +371,10 @@ def decodes(models_dir: Path) -> dict[str, list[str]]:
 
 def fused(lists: Sequence[Sequence[tuple[str, float]]], how: str) -> list[str]:
     """One ranking from several searches' (id, score) lists: summed reciprocal ranks (``rrf``, k=0 as
-    ``retrieval.rrf_k``) or summed z-scored scores (``z``); an item a list lacks gets its lowest value."""
+    ``retrieval.rrf_k``) or summed z-scored scores (``z``, the prior's `standardise`); an item a list
+    lacks gets its lowest value."""
+    from fusionrec.retrieval.collaborative.prior import standardise
+
     total: dict[str, float] = {}
     ids = {i for hits in lists for i, _ in hits}
     for hits in lists:
@@ -381,8 +382,7 @@ def fused(lists: Sequence[Sequence[tuple[str, float]]], how: str) -> list[str]:
             value = {i: 1.0 / (1 + rank) for rank, (i, _) in enumerate(hits)}
             floor = 0.0
         else:
-            s = np.array([x for _, x in hits], dtype=np.float64)
-            z = (s - s.mean()) / (s.std() + 1e-9)
+            z = standardise([x for _, x in hits])
             value, floor = {i: float(v) for (i, _), v in zip(hits, z, strict=True)}, float(z.min())
         for i in ids:
             total[i] = total.get(i, 0.0) + value.get(i, floor)
