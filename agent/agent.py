@@ -25,7 +25,13 @@ import numpy as np
 
 from fusionrec import logs
 from fusionrec.agent import dialogue
-from fusionrec.agent.checkpoint import RECIPE_FILE, adapter_settings, base_model, trained_to_explain
+from fusionrec.agent.checkpoint import (
+    RECIPE_FILE,
+    adapter_settings,
+    base_model,
+    read_adapter_recipe,
+    trained_to_explain,
+)
 from fusionrec.agent.config import RANKERS
 from fusionrec.agent.evidence import TurnContext, prior_vectors
 from fusionrec.agent.explain import ExplainResult, GroundedExplainer
@@ -45,11 +51,12 @@ from fusionrec.agent.rank import (
     rank_generative,
     rank_verbalizer,
 )
-from fusionrec.agent.residual import Residual, mix
+from fusionrec.agent.residual import DIALOGUE_RESIDUAL_FILE, Residual, mix
 from fusionrec.agent.softtokens import placeholder_id
 from fusionrec.agent.titles import Named, TitleFinder
 from fusionrec.config import Config
-from fusionrec.retrieval.collaborative.bpr import TABLE_FILE, load_table, with_collab
+from fusionrec.retrieval.collaborative.bpr import TABLE_FILE, load_table, with_collab, zero_collab
+from fusionrec.retrieval.collaborative.conversation import ConversationPrior
 from fusionrec.retrieval.collaborative.prior import PRIOR_FILE, Prior, standardise
 from fusionrec.retrieval.config import parse_server_url
 from fusionrec.retrieval.store import hidden
@@ -141,7 +148,11 @@ def load_adapter(model: Any, folder: Path) -> Any:
 class Agent:
     """Retrieval + soft-token LLM ranking + grounded explanations, one turn at a time."""
 
-    def __init__(self, cfg: Config, retriever: Any = None, llm: tuple[Any, Any] | None = None) -> None:
+    def __init__(
+        self, cfg: Config, retriever: Any = None, llm: tuple[Any, Any] | None = None, dataset: str = ""
+    ) -> None:
+        """`dataset`: the catalog the candidates come from when it is not the retriever's (ReDial turns
+        ranked without a store); an adapter's collaborative vectors are appended only for its own catalog."""
         from fusionrec.models import registry
 
         settings = effective_config(cfg)  # the caller's cfg is not changed
@@ -165,6 +176,9 @@ class Agent:
         hidden = int(model.get_input_embeddings().weight.shape[-1])
         self.prior: Prior | None = None
         self.residual: Residual | None = None
+        self.conversation: ConversationPrior | None = None  # ReDial turns: the conversational prior ...
+        self.dialogue_residual: Residual | None = None  # ... and its residual mix
+        self.collab_dataset = ""  # the catalog whose ids the collaborative table holds
         if self.adapter is not None:
             folder = self.adapter
             if not folder.is_dir():
@@ -178,10 +192,17 @@ class Agent:
             try:
                 self.residual = Residual.load(folder)
                 self.prior = Prior.load(folder) if (folder / PRIOR_FILE).is_file() else None
+                self.dialogue_residual = Residual.load(folder, DIALOGUE_RESIDUAL_FILE)
+                self.conversation = ConversationPrior.load(folder)
+                self.collab_dataset = read_adapter_recipe(folder).data.dataset or ""
             except ValueError as exc:
                 raise AgentError(str(exc)) from None
             if (self.residual is None) != (self.prior is None):
                 raise AgentError(f"{folder}: residual.json and prior.json come together (one is missing)")
+            if (self.dialogue_residual is None) != (self.conversation is None):
+                raise AgentError(
+                    f"{folder}: {DIALOGUE_RESIDUAL_FILE} and conversation_prior.json come together (one is missing)"
+                )
         else:
             self.model = self.explainer = model
             token_norm = float(model.get_input_embeddings().weight.detach().float().norm(dim=-1).mean())
@@ -192,6 +213,7 @@ class Agent:
         self.trained_kinds = frozenset(self.projectors.keys())  # projectors read from the adapter (trained)
         self.placeholder = placeholder_id(self.tokenizer, acfg.placeholder_token)
         self._retriever = retriever
+        self.dataset = dataset
         self._item_vectors: dict[str, np.ndarray] = {}
         self._catalog: tuple[list[str], list[str]] | None = None
         self._priors: dict[int, list[float]] = {}
@@ -239,7 +261,10 @@ class Agent:
 
                 vecs = load_text_encoder(self.cfg).encode([item_text(i) for i in rest])
                 found.update({i.id: v for i, v in zip(rest, vecs, strict=True)})
-            found = with_collab({k: np.asarray(v, dtype=np.float32) for k, v in found.items()}, self.collab)
+            found = {k: np.asarray(v, dtype=np.float32) for k, v in found.items()}
+            catalog = self.dataset or getattr(self._retriever, "dataset", "")
+            other = bool(catalog and self.collab_dataset and catalog != self.collab_dataset)
+            found = (zero_collab if other else with_collab)(found, self.collab)  # another catalog: zeros
             self._item_vectors.update(found)
         return {i.id: self._item_vectors[i.id] for i in items}
 
@@ -320,6 +345,22 @@ class Agent:
         w = self.residual.weights()
         hybrid = mix(llm, prior.tolist(), w["prior_weight"], w["llm_weight"])
         return {"llm": llm, "prior": prior.tolist(), "hybrid": hybrid}
+
+    def dialogue_views(self, prompt: RankPrompt, prior: Sequence[float]) -> dict[str, list[float]]:
+        """The three views of `score_views` for a ReDial turn: the LLM, the conversational prior's
+        `prior` scores of the candidates (`ConversationPrior.scores`) and their mix by the adapter's
+        dialogue residual (what the trainer's dialogue task optimised)."""
+        if self.dialogue_residual is None or prompt.scoring != "pointwise":
+            raise AgentError(
+                "dialogue views need an adapter trained on ReDial turns (residual_dialogue.json)"
+            )
+        llm = label_logprobs(self.model, self.projectors, prompt).tolist()
+        w = self.dialogue_residual.weights()
+        return {
+            "llm": llm,
+            "prior": list(prior),
+            "hybrid": mix(llm, list(prior), w["prior_weight"], w["llm_weight"]),
+        }
 
     def rank(
         self,

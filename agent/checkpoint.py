@@ -41,6 +41,10 @@ class TrainedPrompt:
     max_prompt_tokens: int | None = None
     history_len: int | None = None
     scoring: str | None = None
+    dataset: str | None = None  # the catalog of the collaborative item table
+    num_candidates: int | None = None  # ReDial: candidates per turn (mentioned + new)
+    redial_mentioned: int | None = None  # ReDial: mentioned movies among the candidates
+    redial_turns: int | None = None  # ReDial: dialogue messages in the prompt
 
 
 @dataclass

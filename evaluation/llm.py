@@ -81,12 +81,12 @@ def find_adapter(cfg: Config) -> Path | None:
     return resolve_adapter(cfg)[0]
 
 
-def make_agent(cfg: Config, adapter: Path | None, retriever: Any = None) -> Any:
+def make_agent(cfg: Config, adapter: Path | None, retriever: Any = None, dataset: str = "") -> Any:
     """An Agent on a copy of `cfg` with `agent.adapter` set to `adapter` ("" = zero-shot)."""
     from fusionrec.agent.agent import Agent
 
     c = dataclasses.replace(cfg, agent=dataclasses.replace(cfg.agent, adapter=str(adapter or "")))
-    return Agent(c, retriever=retriever)
+    return Agent(c, retriever=retriever, dataset=dataset)
 
 
 @dataclass

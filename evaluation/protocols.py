@@ -8,17 +8,15 @@ candidates are the target plus `num_negatives` items the user never rated, sampl
 `random.Random(f"{seed}:{split}:{user}")`. When the finetune file exists it is read (and
 validated) instead, so both areas score exactly the same candidates (hard negatives included).
 
-ReDial: every recommender message that names a ReDial movie is one example per named movie; the
-context is the messages before it and the movies mentioned before it, ordered by their latest
-mention (`new` = not mentioned yet).
+ReDial turns (`fusionrec.data.redial_turns`, shared with finetune): every recommender message that
+names a ReDial movie is one example per named movie.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,26 +33,6 @@ ML100K = "movielens-100k"
 # A candidate file or dialogue record is malformed (the message names the file and the record): the
 # error of `fusionrec.data.loo`, under the name `fusionrec eval` reports.
 ProtocolError = ExampleError
-
-
-@dataclass
-class DialogueExample:
-    """One ReDial recommender mention: the context before the turn and the ReDial movie it names."""
-
-    conversation_id: str
-    turn: int  # index of the recommender message in the dialogue
-    target: str  # ReDial movie id named in that message
-    context: list[dict[str, str]] = field(default_factory=list)  # [{"role", "text"}] before the turn
-    mentioned: list[str] = field(default_factory=list)  # before the turn, most recent mention last
-
-    @property
-    def key(self) -> str:
-        return f"dialogue:{self.conversation_id}:{self.turn}:{self.target}"
-
-    @property
-    def new(self) -> bool:
-        """Whether the target was not mentioned earlier in the dialogue."""
-        return self.target not in self.mentioned
 
 
 # --- ML-100k leave-one-out ------------------------------------------------------------------------
@@ -134,44 +112,3 @@ def subset(examples: Sequence[Any], limit: int, seed: int) -> list[Any]:
         return list(examples)
     keep = sorted(seeded_order(len(examples), seed)[:limit])
     return [examples[i] for i in keep]
-
-
-# --- ReDial ---------------------------------------------------------------------------------------
-def redial_examples(records: Sequence[dict[str, Any]], path: str = "dialogues") -> list[DialogueExample]:
-    """One example per (recommender message, ReDial movie it names), with the context before it."""
-    out = []
-    for n, rec in enumerate(records):
-        try:
-            cid, messages = str(rec["conversation_id"]), rec["messages"]
-        except (KeyError, TypeError):
-            raise ProtocolError(f"{path}: record {n}: expected conversation_id and messages") from None
-        mentioned: list[str] = []
-        context: list[dict[str, str]] = []
-        for t, m in enumerate(messages):
-            ids = list(dict.fromkeys(str(i) for i in m.get("movie_ids") or []))
-            if m.get("role") == "recommender":
-                for target in ids:
-                    out.append(DialogueExample(cid, t, target, list(context), list(mentioned)))
-            context.append({"role": str(m.get("role", "")), "text": str(m.get("text", ""))})
-            mentioned = [i for i in mentioned if i not in ids] + ids
-    return out
-
-
-def mentions(record: Mapping[str, Any]) -> list[str]:
-    """The ReDial movie ids a dialogue names, message by message, repeats kept."""
-    return [str(i) for m in record.get("messages", []) for i in m.get("movie_ids") or []]
-
-
-def mention_counts(records: Sequence[dict[str, Any]]) -> dict[str, int]:
-    """How often each ReDial movie is named in the given dialogues (the ReDial popularity baseline)."""
-    counts: dict[str, int] = {}
-    for rec in records:
-        for i in mentions(rec):
-            counts[i] = counts.get(i, 0) + 1
-    return counts
-
-
-def context_text(example: DialogueExample, turns: int = 6) -> str:
-    """The last `turns` context messages as one query text ("Seeker: ... Recommender: ...")."""
-    msgs = example.context[-turns:] if turns > 0 else example.context
-    return " ".join(f"{m['role'].capitalize()}: {m['text']}" for m in msgs if m["text"].strip())

@@ -14,8 +14,10 @@ train + valid, 600 dialogues of the official train split):
 - bpr: BPR-MF over (training dialogue, mentioned movie), item-to-item from the movies mentioned;
 - retrieval: the Chroma store of the redial dataset queried with the last `eval.redial_context_turns`
   messages; its top `eval.redial_pool` (the rest counts as not found; one query per turn, cached);
-- zeroshot-verbalizer: the base LLM re-ranks the top 20 retrieved (on `--llm-limit` examples).
-The trained LLM for ReDial does not exist yet (it is reported as unavailable).
+- zeroshot-verbalizer: the base LLM re-ranks the top 20 retrieved (on `--llm-limit` examples);
+- lora-hybrid / lora-llm / lora-prior: the adapter trained on ReDial turns re-ranks the conversational
+  prior's candidates (`evaluation.redial_lora`; on `--llm-limit` examples). lora-hybrid is the shipped
+  system; it is compared with the others by paired bootstrap differences on the examples both ranked.
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ from typing import Any
 import numpy as np
 
 from fusionrec.config import Config
-from fusionrec.evaluation import protocols
+from fusionrec.data import redial_turns
+from fusionrec.evaluation import protocols, redial_lora
 from fusionrec.evaluation.baselines import RandomRanker
-from fusionrec.evaluation.llm import LLMRanker, PromptSettings, make_agent
+from fusionrec.evaluation.llm import LLMRanker, PromptSettings, find_adapter, make_agent
 from fusionrec.evaluation.metrics import aggregate, latency_summary, paired_difference, rank_of
 from fusionrec.evaluation.records import Records
 from fusionrec.evaluation.systems import select
+from fusionrec.retrieval.collaborative.conversation import ConversationPrior
 from fusionrec.types import Interaction, Turn
 
 PROTOCOL = "redial"
@@ -43,55 +47,15 @@ KEEP = 10  # ranked ids kept per record
 LLM_HEAD = 20  # retrieved candidates the LLM re-ranks
 BASELINES = ("random", "popularity", "repeat", "co-mention", "repeat+co-mention", "bpr", "retrieval")
 PAIRED_WITH = ("popularity", "retrieval")
-NO_TRAINED_LLM = "the trained LLM for ReDial is not built yet (issue 12, item 4)"
-
-
-def _role(role: str) -> str:
-    return "user" if role == "seeker" else "assistant"
-
-
-class CatalogScores:
-    """Score vectors over the catalog for the count-based baselines (popularity, repeat, co-mention)."""
-
-    def __init__(self, catalog: Sequence[str], train: Sequence[Mapping[str, Any]]) -> None:
-        self.catalog = list(catalog)
-        self.index = {c: k for k, c in enumerate(self.catalog)}
-        self.popularity = np.zeros(len(self.catalog))
-        self.co: dict[str, dict[int, float]] = {}
-        for mid, n in protocols.mention_counts(train).items():
-            if mid in self.index:
-                self.popularity[self.index[mid]] = n
-        for rec in train:
-            movies = [i for i in dict.fromkeys(protocols.mentions(rec)) if i in self.index]
-            for a in movies:
-                row = self.co.setdefault(a, {})
-                for b in movies:
-                    if b != a:
-                        row[self.index[b]] = row.get(self.index[b], 0.0) + 1.0
-
-    def order(self, *scores: np.ndarray, exclude: Sequence[str] = ()) -> list[str]:
-        """Catalog ids by the scores (the first decides, the next break its ties), then popularity, then
-        catalog order; `exclude` left out."""
-        keys = [np.arange(len(self.catalog)), -self.popularity, *(-s for s in reversed(scores))]
-        idx = np.lexsort(keys)
-        drop = {self.index[i] for i in exclude if i in self.index}
-        return [self.catalog[k] for k in idx if k not in drop]
-
-    def repeat(self, mentioned: Sequence[str]) -> np.ndarray:
-        """The mentioned movies (oldest to most recent mention), the most recent highest; 0 elsewhere."""
-        score = np.zeros(len(self.catalog))
-        for pos, mid in enumerate(mentioned, start=1):
-            if mid in self.index:
-                score[self.index[mid]] = pos
-        return score
-
-    def co_mention(self, mentioned: Sequence[str]) -> np.ndarray:
-        """Summed training co-occurrence counts with the mentioned movies."""
-        score = np.zeros(len(self.catalog))
-        for mid in mentioned:
-            for k, n in self.co.get(mid, {}).items():
-                score[k] += n
-        return score
+SHIPPED = "lora-hybrid"
+SHIPPED_PAIRED_WITH = (
+    "popularity",
+    "retrieval",
+    "repeat+co-mention",
+    "lora-prior",
+    "lora-llm",
+    "zeroshot-verbalizer",
+)
 
 
 def dialogue_interactions(train: Sequence[Mapping[str, Any]]) -> list[Interaction]:
@@ -99,7 +63,7 @@ def dialogue_interactions(train: Sequence[Mapping[str, Any]]) -> list[Interactio
     return [
         Interaction(str(rec["conversation_id"]), mid, 1.0, 0)
         for rec in train
-        for mid in dict.fromkeys(protocols.mentions(rec))
+        for mid in dict.fromkeys(redial_turns.mentions(rec))
     ]
 
 
@@ -119,16 +83,19 @@ def run_redial(cfg: Config, folder: Path, wanted: str) -> dict[str, Any]:
     test = [r for split in splits for r in load_dialogues(cfg, split)]
     train_splits = [s for s in ("train", "valid") if s not in splits]
     train = [r for s in train_splits for r in load_dialogues(cfg, s)]
-    all_examples = protocols.redial_examples(test, "dialogues_" + "+".join(splits) + ".jsonl")
+    all_examples = redial_turns.redial_examples(test, "dialogues_" + "+".join(splits) + ".jsonl")
     all_examples = [e for e in all_examples if e.target in known]
     examples = protocols.subset(all_examples, ecfg.limit, ecfg.seed)
     n_llm = ecfg.llm_limit if ecfg.llm_limit > 0 else len(examples)
     llm_examples = protocols.subset(all_examples, min(n_llm, len(examples)), ecfg.seed)
 
-    available = [*BASELINES, "zeroshot-verbalizer"]
-    unavailable = {"lora": NO_TRAINED_LLM}
+    adapter = find_adapter(cfg)
+    why = redial_lora.unavailable_reason(adapter)
+    available = [*BASELINES, "zeroshot-verbalizer", *(() if why else redial_lora.SYSTEMS)]
+    unavailable = {"lora": why} if why else {}
     chosen = select(available, wanted, unavailable)
-    counts = CatalogScores(catalog, train)
+    counts = ConversationPrior.from_records(catalog, train)
+    lora: list[redial_lora.DialogueRanker] = []  # one per run: the three views share its forward passes
     pool = ecfg.redial_pool if ecfg.redial_pool > 0 else len(catalog)
     retrievers: list[Any] = []
     retrieved: dict[tuple[str, int], list[Any]] = {}  # one query per turn, shared by its targets
@@ -140,15 +107,15 @@ def run_redial(cfg: Config, folder: Path, wanted: str) -> dict[str, Any]:
             retrievers.append(Retriever(cfg, DATASET))
         return retrievers[0]
 
-    def hits_for(ex: protocols.DialogueExample) -> list[Any]:
+    def hits_for(ex: redial_turns.DialogueExample) -> list[Any]:
         key = (ex.conversation_id, ex.turn)
         if key not in retrieved:
-            query = protocols.context_text(ex, ecfg.redial_context_turns) or "a good movie"
+            query = redial_turns.context_text(ex, ecfg.redial_context_turns) or "a good movie"
             retrieved.clear()  # examples come turn by turn: only the current turn is kept
             retrieved[key] = retriever().retrieve(query, k=pool + len(ex.mentioned))
         return retrieved[key]
 
-    def make_system(name: str) -> Callable[[protocols.DialogueExample, bool], list[str]]:
+    def make_system(name: str) -> Callable[[redial_turns.DialogueExample, bool], list[str]]:
         """(example, new) -> ranked catalog ids for one system."""
         if name == "random":
             shuffle = RandomRanker(ecfg.seed)
@@ -166,11 +133,7 @@ def run_redial(cfg: Config, folder: Path, wanted: str) -> dict[str, Any]:
                 counts.co_mention(ex.mentioned), exclude=ex.mentioned if new else ()
             )
         if name == "repeat+co-mention":
-            return lambda ex, new: counts.order(
-                counts.repeat(ex.mentioned),
-                counts.co_mention(ex.mentioned),
-                exclude=ex.mentioned if new else (),
-            )
+            return lambda ex, new: counts.ranking(ex.mentioned, exclude=ex.mentioned if new else ())
         if name == "bpr":
             from fusionrec.retrieval.collaborative.bpr import train_bpr
 
@@ -179,29 +142,34 @@ def run_redial(cfg: Config, folder: Path, wanted: str) -> dict[str, Any]:
             rows = np.array([model.items[c] for c in catalog])
             factors, bias = model.item_factors[rows], model.item_bias[rows]
 
-            def bpr(ex: protocols.DialogueExample, new: bool) -> list[str]:
+            def bpr(ex: redial_turns.DialogueExample, new: bool) -> list[str]:
                 ctx = [counts.index[m] for m in ex.mentioned if m in counts.index]
                 score = bias + (factors @ factors[ctx].mean(axis=0) if ctx else 0.0)
                 return counts.order(score, exclude=ex.mentioned if new else ())
 
             return bpr
 
-        def ids(ex: protocols.DialogueExample, new: bool) -> list[str]:
+        def ids(ex: redial_turns.DialogueExample, new: bool) -> list[str]:
             return [c.item.id for c in hits_for(ex) if not (new and c.item.id in ex.mentioned)][:pool]
 
         if name == "retrieval":
             return ids
+        if name in redial_lora.SYSTEMS:
+            if not lora:
+                assert adapter is not None
+                agent = make_agent(cfg, adapter, None, DATASET)  # item vectors encoded as the trainer did
+                lora.append(redial_lora.DialogueRanker(agent, adapter, counts, {i.id: i for i in items}))
+            return lora[0].system(name)
         a = cfg.agent
         settings = PromptSettings(template=a.template, overview_chars=a.overview_chars,
                                   max_prompt_tokens=a.max_prompt_tokens)  # fmt: skip
         ranker = LLMRanker(make_agent(cfg, None, retriever()), "verbalizer", settings, name)
 
-        def llm(ex: protocols.DialogueExample, new: bool) -> list[str]:
+        def llm(ex: redial_turns.DialogueExample, new: bool) -> list[str]:
             hits = [c for c in hits_for(ex) if not (new and c.item.id in ex.mentioned)][:pool]
             head = hits[:LLM_HEAD]
-            turns = [Turn(_role(m["role"]), m["text"]) for m in ex.context[-ecfg.redial_context_turns :]]
-            request = next((t.text for t in reversed(turns) if t.role == "user" and t.text), "a good movie")
-            history = turns[:-1] if turns and turns[-1].text == request else turns
+            request, turns = redial_turns.request_and_history(ex.context, ecfg.redial_context_turns)
+            history = [Turn(role, text) for role, text in turns]  # type: ignore[arg-type]
             return ranker.rank(request, head, history).order + [c.item.id for c in hits[len(head) :]]
 
         return llm
@@ -210,7 +178,7 @@ def run_redial(cfg: Config, folder: Path, wanted: str) -> dict[str, Any]:
     records_by: dict[str, Records] = {}
     for name in chosen:
         records = records_by[name] = Records(folder, PROTOCOL, name)
-        pool_examples = llm_examples if name.endswith("verbalizer") else examples
+        pool_examples = llm_examples if name.endswith("verbalizer") or name.startswith("lora-") else examples
         todo = [e for e in pool_examples if e.key not in records]
         system = make_system(name) if todo else None
         for ex in tqdm(todo, desc=f"redial {name}", unit="turn", disable=not ecfg.progress, leave=False):
@@ -234,6 +202,7 @@ def run_redial(cfg: Config, folder: Path, wanted: str) -> dict[str, Any]:
         "turns_total": len({(e.conversation_id, e.turn) for e in all_examples}),
         "turns": len({(e.conversation_id, e.turn) for e in examples}),
         "llm_examples": len(llm_examples),
+        "llm_turns": len({(e.conversation_id, e.turn) for e in llm_examples}),
         "dialogues": len(test),
         "splits": splits,
         "train_dialogues": len(train),
@@ -255,6 +224,14 @@ def run_redial(cfg: Config, folder: Path, wanted: str) -> dict[str, Any]:
             for other in PAIRED_WITH
             if other in records_by and other != best
         }
+    if SHIPPED in records_by:
+        keys = [e.key for e in llm_examples]
+        section["shipped"] = SHIPPED
+        section.setdefault("paired", {}).update({
+            f"{SHIPPED} - {other}": paired_rows(records_by[SHIPPED], records_by[other], keys, ecfg)
+            for other in SHIPPED_PAIRED_WITH
+            if other in records_by
+        })  # fmt: skip
     return section
 
 
@@ -314,14 +291,22 @@ def summary_section(section: Mapping[str, Any], command: str) -> dict[str, Any]:
         "turns": section["turns"],
         "examples": section["examples"],
         "examples_new": section["new_examples"],
+        "llm_examples": section["llm_examples"],
+        "llm_turns": section.get("llm_turns", 0),
         "catalog": section["catalog"],
         "train_dialogues": section["train_dialogues"],
-        "shipped": section.get("best"),
+        "shipped": section.get("shipped") or section.get("best"),
         "note": (
-            f"{NO_TRAINED_LLM}: 'shipped' is the best non-LLM system of this run by R@10 (all targets). "
-            f"Baselines learned from {section['train_dialogues']} dialogues of the official train split "
-            "(10,006 in the full data)."
-        ),
+            (
+                "'shipped' is the trained LLM ranker (lora-hybrid: the adapter's dialogue residual over the "
+                f"conversational prior) on {section['llm_examples']} examples; "
+                if section.get("shipped")
+                else "no adapter trained on ReDial turns was evaluated: 'shipped' is the best non-LLM system of "
+                "this run by R@10 (all targets); "
+            )
+            + f"training and baselines used {section['train_dialogues']} dialogues of the official train "
+            "split (10,006 in the full data)."
+        ),  # fmt: skip
         "systems": systems,
         "paired": section.get("paired", {}),
     }

@@ -21,9 +21,14 @@ Candidate files (reused by the evaluation so every method ranks the same sets):
 ``candidates_meta.json`` ({"seed", "negatives", "num_candidates", "history_len", "version"});
 files whose meta matches the request are reused as they are.
 
-ReDial (conversational): each recommender message that names a movie matched to the catalog
-(and not mentioned earlier in the dialogue) becomes an example: the dialogue before it -> that
-movie, among sampled candidates that the dialogue never mentions.
+ReDial (conversational, `data.redial`; over ReDial's own catalog): each (recommender message, movie it
+names) of the train dialogues is an example (`fusionrec.data.redial_turns`): the seeker's last message
+and the dialogue before it -> that movie, among the conversational prior's candidates
+(`retrieval.collaborative.conversation`: the movies mentioned so far, then its top new movies) with the
+prior's scores for residual scoring. A training example's prior leaves its own dialogue out; turns whose
+target is not among the candidates cannot be supervised and are skipped. The valid dialogues are the
+task's validation examples (prior from the train dialogues); the prior saved with the adapter counts
+train + valid.
 
 Explanations: targets are template sentences built only from the item's facts (genres, year,
 first sentence of the overview), so they pass the agent's fact check by construction.
@@ -53,7 +58,9 @@ from fusionrec.data.loo import (
     make_example,
     read_candidates,
 )
+from fusionrec.data.redial_turns import redial_examples, request_and_history
 from fusionrec.data.splits import id_key, user_sequences
+from fusionrec.retrieval.collaborative.conversation import ConversationPrior
 from fusionrec.types import Item
 
 log = logging.getLogger(__name__)
@@ -68,13 +75,16 @@ DataError = ExampleError
 
 
 @dataclass
-class DialogueExample:
-    """A ReDial recommendation turn: the dialogue so far -> the movie the recommender named."""
+class TurnExample:
+    """A ReDial recommender turn: the seeker's request and the dialogue before it -> the named movie."""
 
-    dialogue: str
-    turns: list[tuple[str, str]]  # (role user|assistant, text), oldest first; the last is the user's
+    dialogue: str  # conversation id
+    turn: int  # index of the recommender message in the dialogue
+    request: str  # the seeker's last message
+    history: list[tuple[str, str]]  # (user|assistant, text), oldest first
     target: str
-    candidates: list[str]
+    candidates: list[str]  # the conversational prior's candidates, in its order
+    prior: list[float] = field(default_factory=list)  # the prior's standardised score per candidate
 
 
 @dataclass
@@ -175,43 +185,32 @@ def popularity(splits: dict[str, UserSplit]) -> dict[str, int]:
 
 
 # --- ReDial ----------------------------------------------------------------------------------------
-def dialogue_examples(
-    records: Iterable[dict[str, Any]],
-    catalog_ids: Sequence[str],
-    seed: int,
+def turn_examples(
+    records: Sequence[dict[str, Any]],
+    prior: ConversationPrior,
+    *,
+    leave_out: bool,
     num_candidates: int = 20,
-    max_turns: int = 8,
-) -> list[DialogueExample]:
-    """Recommender messages naming a NEW catalog movie -> examples (context before that message)."""
-    pool = sorted(set(catalog_ids), key=id_key)
-    known = set(pool)
+    max_mentioned: int = 5,
+    context_turns: int = 6,
+) -> list[TurnExample]:
+    """Recommender turns of `records` -> examples whose target is among the prior's candidates; with
+    `leave_out` each example's prior leaves its own dialogue out (the prior was counted on `records`)."""
     out = []
-    for rec in records:
-        cid = str(rec.get("conversation_id", ""))
-        mentioned = {m for msg in rec.get("messages", []) for m in msg.get("ml_item_ids", []) if m}
-        seen: set[str] = set()
-        turns: list[tuple[str, str]] = []
-        for k, msg in enumerate(rec.get("messages", [])):
-            role = "assistant" if msg.get("role") == "recommender" else "user"
-            ids = [m for m in msg.get("ml_item_ids", []) if m]
-            new = [m for m in ids if m in known and m not in seen]
-            if role == "assistant" and new and turns and any(r == "user" for r, _ in turns):
-                context = turns[-max_turns:]
-                while context and context[-1][0] != "user":
-                    context = context[:-1]
-                if context:
-                    rng = random.Random(f"{seed}:redial:{cid}:{k}")
-                    negs = rng.sample([i for i in pool if i not in mentioned], num_candidates - 1)
-                    cands = [new[0], *negs]
-                    rng.shuffle(cands)
-                    out.append(DialogueExample(cid, list(context), new[0], cands))
-            seen.update(ids)
-            text = str(msg.get("text", "")).strip()
-            if text:
-                if turns and turns[-1][0] == role:  # consecutive messages of one side: one turn
-                    turns[-1] = (role, turns[-1][1] + " " + text)
-                else:
-                    turns.append((role, text))
+    for ex in redial_examples(records):
+        if ex.target not in prior.index or not any(
+            m["role"] == "seeker" and m["text"].strip() for m in ex.context
+        ):
+            continue
+        own = ex.conversation_id if leave_out else None
+        cands = prior.candidates(ex.mentioned, num_candidates, max_mentioned, leave_out=own)
+        if ex.target in cands:
+            request, history = request_and_history(ex.context, context_turns)
+            out.append(
+                TurnExample(
+                    ex.conversation_id, ex.turn, request, history, ex.target, cands, prior.scores(len(cands))
+                )
+            )
     return out
 
 
@@ -247,18 +246,12 @@ def liked_request(titles: Sequence[str]) -> str:
 
 
 def explain_examples(
-    train: Sequence[LOOExample],
-    dialogues: Sequence[DialogueExample],
-    titles: dict[str, str],
-    seed: int,
-    limit: int = 0,
+    train: Sequence[LOOExample], titles: dict[str, str], seed: int, limit: int = 0
 ) -> list[ExplainExample]:
-    """Explanation examples: training targets with the user's recent likes as the request, and
-    ReDial recommendations with the seeker's message as the request."""
+    """Explanation examples: training targets with the user's recent likes as the request."""
     out = [
         ExplainExample(e.target, liked_request([titles.get(i, "") for i in e.history[-3:]])) for e in train
     ]
-    out += [ExplainExample(d.target, d.turns[-1][1]) for d in dialogues]
     if 0 < limit < len(out):
         out = random.Random(f"{seed}:explain").sample(out, limit)
     return out
@@ -274,7 +267,10 @@ class Datasets:
     train: list[LOOExample]
     valid: list[LOOExample]
     valid_all: list[LOOExample] = field(default_factory=list)  # every user's validation example (20 history items)
-    dialogues: list[DialogueExample] = field(default_factory=list)
+    dialogues: list[TurnExample] = field(default_factory=list)  # ReDial training turns
+    dialogue_valid: list[TurnExample] = field(default_factory=list)  # ReDial validation turns
+    dialogue_items: dict[str, Item] = field(default_factory=dict)  # the ReDial catalog
+    conversation: ConversationPrior | None = None  # the prior saved with the adapter (train + valid)
     explain: list[ExplainExample] = field(default_factory=list)
     align: list[str] = field(default_factory=list)  # item ids for the alignment task
     popularity: dict[str, int] = field(default_factory=dict)
@@ -286,6 +282,7 @@ class Datasets:
             "train_examples": len(self.train),
             "valid_examples": len(self.valid),
             "dialogue_examples": len(self.dialogues),
+            "dialogue_valid_examples": len(self.dialogue_valid),
             "explain_examples": len(self.explain),
             "align_items": len(self.align),
             "negatives": self.sampler,
@@ -309,7 +306,7 @@ def open_retriever(cfg: Config, needed_for: str) -> Any:
 
 def load_datasets(cfg: Config, recipe: Any, retriever: Any = None) -> Datasets:
     """Build every example set of a recipe (see the module docstring)."""
-    from fusionrec.data.prepare import DatasetNotPrepared, load_dialogues, load_prepared, prepare_dataset
+    from fusionrec.data.prepare import DatasetNotPrepared, load_prepared, prepare_dataset
 
     d = recipe.data
     if d.negatives == "retrieval" and retriever is None:  # hard negatives need the store: fail first
@@ -341,21 +338,41 @@ def load_datasets(cfg: Config, recipe: Any, retriever: Any = None) -> Datasets:
     ]
     if 0 < d.val_users < len(valid):
         valid = valid[: d.val_users]
-    dialogues: list[DialogueExample] = []
-    if d.redial:
-        try:
-            records = load_dialogues(cfg, "train")
-        except DatasetNotPrepared:
-            prepare_dataset(cfg, "redial", verbose=False)
-            records = load_dialogues(cfg, "train")
-        dialogues = dialogue_examples(records, list(items), recipe.seed, d.num_candidates)
-        if 0 < d.redial_max < len(dialogues):
-            dialogues = random.Random(f"{recipe.seed}:redial").sample(dialogues, d.redial_max)
-    explain = explain_examples(train, dialogues, titles, recipe.seed, d.explain_items)
+    turns = redial_turns(cfg, recipe) if d.redial else {}
+    explain = explain_examples(train, titles, recipe.seed, d.explain_items)
     align = sorted({i for e in train for i in [e.target, *e.history]}, key=id_key)
     if 0 < d.align_items < len(align):
         align = sorted(random.Random(f"{recipe.seed}:align").sample(align, d.align_items), key=id_key)
     return Datasets(
-        items, splits, users, train, valid, sets["valid"], dialogues, explain, align, popularity(splits),
-        sampler.strategy,
-    )
+        items, splits, users, train, valid, sets["valid"], explain=explain, align=align,
+        popularity=popularity(splits), sampler=sampler.strategy, **turns,
+    )  # fmt: skip
+
+
+def redial_turns(cfg: Config, recipe: Any) -> dict[str, Any]:
+    """The ReDial task's Datasets fields: training and validation turns, the catalog, the saved prior."""
+    from fusionrec.data.prepare import DatasetNotPrepared, load_dialogues, load_prepared, prepare_dataset
+
+    d = recipe.data
+    try:
+        items = load_prepared(cfg, "redial")[0]
+    except DatasetNotPrepared:
+        prepare_dataset(cfg, "redial", verbose=False)
+        items = load_prepared(cfg, "redial")[0]
+    train, valid = load_dialogues(cfg, "train"), load_dialogues(cfg, "valid")
+    catalog = [i.id for i in items]
+    fit = ConversationPrior.from_records(catalog, train)
+    kw = {
+        "num_candidates": d.num_candidates,
+        "max_mentioned": d.redial_mentioned,
+        "context_turns": d.redial_turns,
+    }
+    dialogues = turn_examples(train, fit, leave_out=True, **kw)
+    if 0 < d.redial_max < len(dialogues):
+        dialogues = random.Random(f"{recipe.seed}:redial").sample(dialogues, d.redial_max)
+    return {
+        "dialogues": dialogues,
+        "dialogue_valid": turn_examples(valid, fit, leave_out=False, **kw),
+        "dialogue_items": {i.id: i for i in items},
+        "conversation": ConversationPrior.from_records(catalog, [*train, *valid]),
+    }

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from fusionrec.data.loo import LOOExample
-from fusionrec.finetune.data import Datasets, DialogueExample, ExplainExample
+from fusionrec.finetune.data import Datasets, ExplainExample, TurnExample
 from fusionrec.finetune.prompts import (
     alignment_prompt,
     dialogue_rank_prompt,
@@ -50,28 +50,35 @@ class ExampleEncoder:
         vectors: dict[str, dict[str, np.ndarray]],
         placeholder: int,
         fusion_inputs: Any = None,
+        dialogue_vectors: dict[str, np.ndarray] | None = None,
     ) -> None:
         self.tokenizer, self.recipe, self.data = tokenizer, recipe, data
         self.vectors = vectors
+        self.dialogue_vectors = dialogue_vectors or {}  # ReDial catalog item vectors (same projector)
         self.placeholder = placeholder
         self.fusion_inputs = fusion_inputs  # callable(LOOExample) -> dict | None
 
     # --- hybrid selection ------------------------------------------------------------------------
-    def hybrid(self, ids: Sequence[str], p: float, rng: random.Random) -> set[str]:
+    def hybrid(
+        self, ids: Sequence[str], p: float, rng: random.Random, vectors: dict[str, np.ndarray] | None = None
+    ) -> set[str]:
         """Items that keep their soft token: chosen with probability p, then modality dropout."""
         drop = self.recipe.augment.modality_dropout
-        item_vecs = self.vectors.get("item", {})
+        item_vecs = self.vectors.get("item", {}) if vectors is None else vectors
         return {i for i in ids if i in item_vecs and rng.random() < p and rng.random() >= drop}
 
-    def rank_prompt(self, build: Callable[..., Any], ex: Any, hybrid: Collection[str]) -> Any:
-        """`build` (seq_rank_prompt or dialogue_rank_prompt) with this recipe's template and budgets."""
+    def rank_prompt(
+        self, build: Callable[..., Any], ex: Any, hybrid: Collection[str], dialogue: bool = False
+    ) -> Any:
+        """`build` (seq_rank_prompt or dialogue_rank_prompt) with this recipe's template and budgets,
+        over the ML catalog or (`dialogue`) the ReDial one."""
         d = self.recipe.data
         return build(
             self.tokenizer,
             d.template,
             ex,
-            self.data.items,
-            self.vectors.get("item", {}),
+            self.data.dialogue_items if dialogue else self.data.items,
+            self.dialogue_vectors if dialogue else self.vectors.get("item", {}),
             hybrid,
             max_tokens=d.max_prompt_tokens,
             overview_chars=d.overview_chars,
@@ -94,10 +101,15 @@ class ExampleEncoder:
         prompt = self.rank_prompt(seq_rank_prompt, ex, hybrid)
         return encode_rank("ranking", prompt, ex.candidates.index(ex.target), ex.prior)
 
-    def dialogue(self, ex: DialogueExample, p_hybrid: float, rng: random.Random) -> Encoded:
-        hybrid = self.hybrid(ex.candidates, p_hybrid, rng)
-        prompt = self.rank_prompt(dialogue_rank_prompt, ex, hybrid)
-        return encode_rank("dialogue", prompt, ex.candidates.index(ex.target))
+    def dialogue(self, ex: TurnExample, p_hybrid: float, rng: random.Random) -> Encoded:
+        hybrid = self.hybrid(ex.candidates, p_hybrid, rng, self.dialogue_vectors)
+        prompt = self.rank_prompt(dialogue_rank_prompt, ex, hybrid, dialogue=True)
+        return encode_rank("dialogue", prompt, ex.candidates.index(ex.target), ex.prior)
+
+    def dialogue_evaluation(self, ex: TurnExample) -> Encoded:
+        """A ReDial validation prompt: every item hybrid (what the agent builds at inference)."""
+        prompt = self.rank_prompt(dialogue_rank_prompt, ex, set(self.dialogue_vectors), dialogue=True)
+        return encode_rank("dialogue", prompt, ex.candidates.index(ex.target), ex.prior)
 
     def explanation(self, ex: ExplainExample) -> Encoded:
         prompt, target = explanation_ids(

@@ -81,16 +81,17 @@ def item_table(
     return collab_table(model)
 
 
-def initial_residual(data: Datasets) -> Any:
-    """The residual mix of a new run: the prior's weight fitted to the training examples, LLM weight 0."""
-    from fusionrec.agent.residual import Residual
+def initial_residual(examples: Sequence[Any], file: str = "") -> Any:
+    """The residual mix of a new run: the prior's weight fitted to the training examples (each with
+    `prior`, `candidates`, `target`), LLM weight 0; saved as `file` (default residual.json)."""
+    from fusionrec.agent.residual import RESIDUAL_FILE, Residual
 
-    rows = [torch.tensor(e.prior) for e in data.train if e.prior]
-    targets = torch.tensor([e.candidates.index(e.target) for e in data.train if e.prior])
+    rows = [(torch.tensor(e.prior), e.candidates.index(e.target)) for e in examples if e.prior]
     best, best_loss = 1.0, float("inf")
     for w in (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0):  # the prior's temperature, by training loss
-        loss = float(torch.nn.functional.cross_entropy(w * torch.stack(rows), targets)) if rows else 0.0
+        nll = [-torch.log_softmax(w * row, 0)[t] for row, t in rows]  # candidate lists may differ in length
+        loss = float(torch.stack(nll).mean()) if nll else 0.0
         if loss < best_loss:
             best, best_loss = w, loss
     log.info("residual: prior weight %.2f (training loss %.4f), LLM weight 0", best, best_loss)
-    return Residual(prior_weight=best, llm_weight=0.0)
+    return Residual(prior_weight=best, llm_weight=0.0, file=file or RESIDUAL_FILE)

@@ -3,7 +3,7 @@
 - ranking (MovieLens): `agent.prompt.build_rank_prompt` with a fixed request and the user's
   history as item attachments (each a hybrid item token: the title as data + a soft-token slot for
   the item's projected embedding); the candidates are the agent's labelled hybrid item tokens.
-- dialogue (ReDial): the same ranking prompt with the dialogue so far as turns.
+- dialogue (ReDial, its own catalog): the same ranking prompt with the dialogue so far as turns.
 - explanation: `agent.prompt.explain_prompt` + a grounded target sentence.
 - alignment (stage 1): a short chat prompt with the item's soft tokens -> "Title (Year): genres".
 
@@ -29,7 +29,7 @@ from fusionrec.agent.prompt import (
     load_template,
 )
 from fusionrec.data.loo import LOOExample
-from fusionrec.finetune.data import DialogueExample, alignment_target, explanation_target
+from fusionrec.finetune.data import TurnExample, alignment_target, explanation_target
 from fusionrec.types import Candidate, Item, Turn
 
 SEQ_REQUEST = (
@@ -85,7 +85,7 @@ def seq_rank_prompt(
 def dialogue_rank_prompt(
     tokenizer: Any,
     template: str,
-    example: DialogueExample,
+    example: TurnExample,
     items: dict[str, Item],
     vectors: dict[str, np.ndarray],
     hybrid: Collection[str],
@@ -95,13 +95,14 @@ def dialogue_rank_prompt(
     placeholder: int,
     scoring: str = "listwise",
 ) -> RankPrompt:
-    """The ranking prompt of a ReDial example: earlier turns as history, the seeker's last message as request."""
+    """The ranking prompt of a ReDial turn: the dialogue as history, the seeker's last message as request
+    (what the evaluation's agent builds for the same turn)."""
     cands = [Candidate(items[i], 0.0) for i in example.candidates]
-    history = [Turn(role, text) for role, text in example.turns[:-1]]  # type: ignore[arg-type]
+    history = [Turn(role, text) for role, text in example.history]  # type: ignore[arg-type]
     return build_rank_prompt(
         tokenizer,
         template,
-        example.turns[-1][1],
+        example.request,
         cands,
         history=history,
         item_vectors={i: vectors[i] for i in example.candidates if i in hybrid and i in vectors},

@@ -44,6 +44,8 @@ class DataSection:
     val_users: int = 100
     redial: bool = False
     redial_max: int = 0
+    redial_mentioned: int = 5
+    redial_turns: int = 6
     template: str = "concise"
     scoring: str = "listwise"
     collab_dim: int = 0

@@ -28,6 +28,8 @@ KEEP = (
     "sasrec.safetensors",
     "sasrec.json",
     "residual.json",
+    "residual_dialogue.json",
+    "conversation_prior.json",
     ckpt.CONFIG_FILE,
 )
 

@@ -187,8 +187,10 @@ class RecModel(nn.Module):
         fusion_temperature: float = 0.05,
         residual: Residual | None = None,
         llm_loss_weight: float = 0.0,
+        dialogue_residual: Residual | None = None,
     ) -> None:
         super().__init__()
+        self.dialogue_residual = dialogue_residual  # the ReDial task's own mix (its prior has its own scale)
         self.llm_loss_weight = llm_loss_weight
         self.llm = llm
         self.projectors = projectors
@@ -230,12 +232,17 @@ class RecModel(nn.Module):
             logits = out.logits[:, -1].float().gather(1, ids)
         return logits.masked_fill(batch.label_ids < 0, float("-inf"))
 
+    def residual_for(self, task: str) -> Residual | None:
+        """The residual mix of a ranking task: the dialogue task's own, else the sequential one."""
+        return self.dialogue_residual if task == "dialogue" else self.residual
+
     def rank_scores(self, batch: Batch) -> torch.Tensor:
         """(B, n) candidate scores: the LLM's logits, mixed with the prior's when the model is residual."""
         logits = self.label_logits(batch)
-        if self.residual is None or batch.prior is None:
+        residual = self.residual_for(batch.task)
+        if residual is None or batch.prior is None:
             return logits
-        return self.residual(logits, batch.prior.to(logits.device))
+        return residual(logits, batch.prior.to(logits.device))
 
     def lm_loss(self, batch: Batch) -> torch.Tensor:
         """Mean cross-entropy over the target tokens (the logits of the last target_len+1 positions only)."""
@@ -265,9 +272,10 @@ class RecModel(nn.Module):
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         """{"loss": the task loss (+ weighted fusion loss), "task": the task loss alone, ...}."""
-        if batch.task in RANK_TASKS and self.residual is not None and batch.prior is not None:
+        residual = self.residual_for(batch.task)
+        if batch.task in RANK_TASKS and residual is not None and batch.prior is not None:
             llm = self.label_logits(batch)  # the residual loss, plus the LLM ranking on its own
-            task_loss = F.cross_entropy(self.residual(llm, batch.prior.to(llm.device)), batch.targets)
+            task_loss = F.cross_entropy(residual(llm, batch.prior.to(llm.device)), batch.targets)
             if self.llm_loss_weight > 0:
                 task_loss = task_loss + self.llm_loss_weight * F.cross_entropy(llm, batch.targets)
         elif batch.task in RANK_TASKS:

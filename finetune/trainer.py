@@ -44,7 +44,7 @@ from fusionrec.finetune.prior import fit_priors, initial_residual, item_table
 from fusionrec.finetune.recipe import Recipe
 from fusionrec.finetune.tasks import RecModel, collate
 from fusionrec.finetune.validation import popularity_metrics, validate
-from fusionrec.retrieval.collaborative.bpr import with_collab
+from fusionrec.retrieval.collaborative.bpr import with_collab, zero_collab
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,13 @@ CSV_FIELDS = [
     "valid_prior_hr@1",
     "llm_weight",
     "prior_weight",
+    "valid_dialogue_hr@1",
+    "valid_dialogue_hr@10",
+    "valid_dialogue_loss",
+    "valid_dialogue_llm_hr@1",
+    "valid_dialogue_prior_hr@1",
+    "dialogue_llm_weight",
+    "dialogue_prior_weight",
 ]
 
 
@@ -263,6 +270,7 @@ class Trainer:
             saved.append(self._init_path())
         self.collab = item_table(self.data, r, saved, prior_fit)
         self.vectors["item"] = with_collab(self.vectors["item"], self.collab)
+        self.dialogue_vectors = self._dialogue_vectors()
         self.data.align = [
             i for i in self.data.align if any(i in self.vectors.get(m, {}) for m in r.augment.modalities)
         ]
@@ -272,7 +280,7 @@ class Trainer:
     def _setup_model(self) -> None:
         """The trainable whole (`RecModel`): the LLM (frozen, or LoRA-wrapped in stage 2), the projectors,
         in stage 2 with a store the cross-modal fusion module, and with a prior the residual mix."""
-        from fusionrec.agent.residual import RESIDUAL_FILE, Residual
+        from fusionrec.agent.residual import DIALOGUE_RESIDUAL_FILE, RESIDUAL_FILE, Residual
         from fusionrec.models import registry
 
         r = self.recipe
@@ -287,14 +295,29 @@ class Trainer:
         fusion = None
         if r.stage == 2 and r.tasks.fusion_weight > 0 and self.retriever is not None:
             fusion = fusion_module(self.retriever, resumed)
-        residual = None  # the residual mix of a run with a prior: resumed (last/ must hold it), or fitted
+        residual = None  # the residual mix of a run with a prior: resumed (last/ must hold it), the
+        # warm start's (model.init_from, with its LoRA), or fitted
         if self.prior is not None and resumed is not None:
             residual = Residual.load(ckpt.require(resumed, RESIDUAL_FILE))
+        elif self.prior is not None and init is not None and (init / RESIDUAL_FILE).is_file():
+            residual = Residual.load(init)
         elif self.prior is not None:
-            residual = initial_residual(self.data)
+            residual = initial_residual(self.data.train)
+        dialogue_residual = None  # the ReDial task's mix, the same way
+        if self.data.dialogues:
+            saved = next(
+                (f for f in (resumed, init) if f is not None and (f / DIALOGUE_RESIDUAL_FILE).is_file()), None
+            )
+            if resumed is not None and saved is None:
+                ckpt.require(resumed, DIALOGUE_RESIDUAL_FILE)
+            dialogue_residual = (
+                Residual.load(saved, DIALOGUE_RESIDUAL_FILE)
+                if saved is not None
+                else initial_residual(self.data.dialogues, DIALOGUE_RESIDUAL_FILE)
+            )
         self.model = RecModel(
             llm, projectors, fusion, r.tasks.fusion_weight, r.tasks.fusion_temperature, residual,
-            r.tasks.llm_loss_weight,
+            r.tasks.llm_loss_weight, dialogue_residual,
         )  # fmt: skip
         if uses_lora(r) and resumed is not None:
             ckpt.load_adapter_weights(self.model.llm, resumed)
@@ -312,6 +335,7 @@ class Trainer:
             (m.projectors, t.projector_lr),
             (m.fusion, t.projector_lr),
             (m.residual, t.residual_lr),
+            (m.dialogue_residual, t.residual_lr),
         ]
         groups = [{"params": by_name(part), "lr": lr} for part, lr in parts if part is not None]
         groups = [g for g in groups if g["params"]]  # stage 1: the frozen LLM has none
@@ -357,6 +381,7 @@ class Trainer:
             self.vectors,
             self.placeholder,
             self._fusion_inputs if self.unwrapped.fusion is not None else None,
+            self.dialogue_vectors,
         )
         self._fusion_cache: dict[tuple[str, int], dict[str, Any] | None] = {}
         self._perms: dict[tuple[str, int], list[int]] = {}
@@ -382,7 +407,6 @@ class Trainer:
         uses (other modalities)."""
         r, data = self.recipe, self.data
         prompt_ids = {i for e in [*data.train, *data.valid] for i in [*e.history, *e.candidates]}
-        prompt_ids |= {i for d in data.dialogues for i in d.candidates}
         vectors: dict[str, dict[str, np.ndarray]] = {}
         for m in dict.fromkeys(["item", *r.augment.modalities]):
             ids = prompt_ids | set(data.align) if m == "item" else set(data.align)
@@ -391,6 +415,17 @@ class Trainer:
                 self.cfg, r.data.dataset, items, m, self.retriever, progress=self.progress and self.main
             )
         return vectors
+
+    def _dialogue_vectors(self) -> dict[str, np.ndarray]:
+        """The ReDial catalog vectors of the dialogue task's candidates: the text vector (cached per
+        dataset) + zeros where ML items carry their collaborative part (ReDial items have none)."""
+        data = self.data
+        ids = sorted({i for d in [*data.dialogues, *data.dialogue_valid] for i in d.candidates})
+        if not ids:
+            return {}
+        items = [data.dialogue_items[i] for i in ids]
+        vecs = item_vectors(self.cfg, "redial", items, "item", None, progress=self.progress and self.main)
+        return zero_collab(vecs, self.collab)
 
     def _init_path(self) -> Path:
         p = Path(self.recipe.model.init_from).expanduser()
@@ -581,11 +616,17 @@ class Trainer:
         budget.eval_s = time.perf_counter() - t0
         self.evals.append({"step": self.step, **metrics})
         if self.logger is not None:
-            extra = ("llm_hr@1", "prior_hr@1", "llm_weight", "prior_weight")
+            extra = ("llm_hr@1", "prior_hr@1", "llm_weight", "prior_weight", "dialogue_hr@1", "dialogue_hr@10",
+                     "dialogue_llm_hr@1", "dialogue_prior_hr@1", "dialogue_llm_weight", "dialogue_prior_weight")  # fmt: skip
             row = {
                 "valid_hr@1": round(metrics["hr@1"], 6),
                 "valid_ndcg@10": round(metrics["ndcg@10"], 6),
                 "valid_loss": round(metrics["loss"], 6),
+                **(
+                    {"valid_dialogue_loss": round(metrics["dialogue_loss"], 6)}
+                    if "dialogue_loss" in metrics
+                    else {}
+                ),
                 **{
                     f"valid_{k}" if "hr" in k else k: round(float(metrics[k]), 6)
                     for k in extra
@@ -616,15 +657,16 @@ class Trainer:
         logger.log(self.step, row, group="train")
 
     def evaluate(self) -> dict[str, float]:
-        """Verbalizer ranking of the validation candidates (`finetune.validation.validate`)."""
-        return validate(
-            self.unwrapped,
-            self.encoder,
-            self.data.valid,
-            self.acc,
-            self.recipe.train.micro_batch_size,
-            self._pad_id(),
-        )
+        """Verbalizer ranking of the validation candidates (`finetune.validation.validate`); with ReDial
+        turns also theirs (keys "dialogue_*"), and "loss" is then the mean of the two tasks' losses."""
+        args = (self.acc, self.recipe.train.micro_batch_size, self._pad_id())
+        metrics = validate(self.unwrapped, self.encoder, self.data.valid, *args)
+        if self.data.dialogue_valid and self.unwrapped.dialogue_residual is not None:
+            d = validate(self.unwrapped, self.encoder, self.data.dialogue_valid, *args, dialogue=True)
+            metrics.update({f"dialogue_{k}": v for k, v in d.items()})
+            metrics["sequential_loss"] = metrics["loss"]
+            metrics["loss"] = (metrics["loss"] + d["loss"]) / 2
+        return metrics
 
     def _result(self, losses: list[float], task_losses: list[dict[str, float]], total: Meter) -> TrainResult:
         best_dir = self.out / "best"
@@ -701,10 +743,19 @@ class Trainer:
                 state=self.state(),
                 optimizer=self.optimizer if with_optimizer else None,
                 collab=self.collab,
-                extras=(self.prior, self.unwrapped.residual) if self.prior is not None else (),
+                extras=self._extras(),
             )
         self.acc.wait_for_everyone()
         return folder
+
+    def _extras(self) -> tuple[Any, ...]:
+        """What a checkpoint saves beside the weights: the priors and the residual mixes."""
+        m, out = self.unwrapped, []
+        if self.prior is not None:
+            out += [self.prior, m.residual]
+        if m.dialogue_residual is not None and self.data.conversation is not None:
+            out += [self.data.conversation, m.dialogue_residual]
+        return tuple(out)
 
     def _better(self, metrics: dict[str, float]) -> bool:
         key = self.recipe.train.metric

@@ -18,26 +18,29 @@ from fusionrec.finetune.tasks import RecModel, collate, hr_ndcg, ranks_of_target
 def validate(
     model: RecModel,
     encoder: ExampleEncoder,
-    examples: Sequence[LOOExample],
+    examples: Sequence[Any],
     acc: Any,
     batch_size: int,
     pad_id: int,
+    dialogue: bool = False,
 ) -> dict[str, float]:
     """HR@1, HR@10, NDCG@10, loss and n over `examples` (this process takes every world-th one; `acc` is
     the run's accelerate.Accelerator); with a residual mix also the LLM's and the prior's HR@1 alone and
-    the mix weights. The model's train/eval mode is left as it was."""
+    the mix weights; `dialogue`: the examples are ReDial turns. The model's train/eval mode is left as it was."""
     from accelerate.utils import gather_object
 
     was_training = model.training
     model.eval()
     mine = examples[acc.process_index :: acc.num_processes]
+    encode = encoder.dialogue_evaluation if dialogue else encoder.evaluation
+    residual = model.residual_for("dialogue" if dialogue else "ranking")
     rows: list[tuple[int, float, int, int]] = []  # (rank, loss, LLM-alone rank, prior-alone rank)
     for start in range(0, len(mine), batch_size):
-        batch = collate([encoder.evaluation(e) for e in mine[start : start + batch_size]], pad_id)
+        batch = collate([encode(e) for e in mine[start : start + batch_size]], pad_id)
         batch.to(acc.device)
         with acc.autocast():
             llm = model.label_logits(batch)
-        logits = llm if model.residual is None or batch.prior is None else model.residual(llm, batch.prior)
+        logits = llm if residual is None or batch.prior is None else residual(llm, batch.prior)
         prior = batch.prior.masked_fill(torch.isinf(llm), float("-inf")) if batch.prior is not None else llm
         losses = torch.nn.functional.cross_entropy(logits, batch.targets, reduction="none")
         ranks = [ranks_of_targets(x, batch.targets) for x in (logits, llm, prior)]
@@ -48,10 +51,10 @@ def validate(
     metrics = hr_ndcg([r[0] for r in rows])
     metrics["loss"] = float(np.mean([r[1] for r in rows])) if rows else float("nan")
     metrics["n"] = len(rows)
-    if model.residual is not None:
+    if residual is not None:
         metrics["llm_hr@1"] = hr_ndcg([r[2] for r in rows])["hr@1"]
         metrics["prior_hr@1"] = hr_ndcg([r[3] for r in rows])["hr@1"]
-        metrics.update(model.residual.weights())
+        metrics.update(residual.weights())
     return metrics
 
 

@@ -140,6 +140,15 @@ def with_collab(vectors: Mapping[str, np.ndarray], table: Mapping[str, np.ndarra
     }
 
 
+def zero_collab(vectors: Mapping[str, np.ndarray], table: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each vector with zeros of the table's width appended: items of another catalog (ReDial's), whose
+    ids must not pick up the table's vectors."""
+    if not table:
+        return dict(vectors)
+    zero = np.zeros_like(next(iter(table.values())))
+    return {k: np.concatenate([np.asarray(v, dtype=np.float32), zero]) for k, v in vectors.items()}
+
+
 def save_table(table: Mapping[str, np.ndarray], path: Path) -> None:
     from safetensors.numpy import save_file
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from fusionrec.data import redial_turns as R
 from fusionrec.data.loo import SPLITS
 from fusionrec.evaluation import protocols as P
 
@@ -123,20 +124,20 @@ def test_redial_examples_by_hand():
             {"role": "recommender", "text": "Then Heat", "movie_ids": ["6"]},
         ],
     }
-    ex = P.redial_examples([record])
+    ex = R.redial_examples([record])
     assert [(e.turn, e.target, e.new) for e in ex] == [(1, "1", False), (1, "8", True), (3, "6", True)]
     assert ex[0].mentioned == ["1"] and [m["text"] for m in ex[0].context] == ["I loved Toy Story"]
     assert ex[2].mentioned == ["8", "1"] and len(ex[2].context) == 3  # most recent mention last
-    assert "Then Heat" not in P.context_text(ex[2])  # the turn itself is never in its context
-    assert P.mention_counts([record]) == {"1": 3, "8": 2, "6": 1}
+    assert "Then Heat" not in R.context_text(ex[2])  # the turn itself is never in its context
+    assert R.mention_counts([record]) == {"1": 3, "8": 2, "6": 1}
     with pytest.raises(P.ProtocolError, match="record 0"):
-        P.redial_examples([{"messages": []}])
+        R.redial_examples([{"messages": []}])
 
 
 def test_redial_examples_on_the_real_test_dialogues(data_cfg):
     from fusionrec.data.prepare import load_dialogues, load_prepared
 
     ids = {i.id for i in load_prepared(data_cfg, "redial")[0]}
-    ex = [e for e in P.redial_examples(load_dialogues(data_cfg, "test")) if e.target in ids]
+    ex = [e for e in R.redial_examples(load_dialogues(data_cfg, "test")) if e.target in ids]
     assert len(ex) > 1000 and len({(e.conversation_id, e.turn) for e in ex}) > 1000
     assert 0 < sum(e.new for e in ex) < len(ex)

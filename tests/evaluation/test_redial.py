@@ -1,4 +1,4 @@
-"""The ReDial protocol: count baselines on hand-made dialogues, and the "new" filter on the real test split."""
+"""The ReDial protocol: BPR feedback on hand-made dialogues, and the "new" filter on the real test split."""
 
 from __future__ import annotations
 
@@ -6,64 +6,12 @@ import dataclasses
 import shutil
 
 import numpy as np
-import pytest
 
+from fusionrec.data import redial_turns as R
 from fusionrec.evaluation import protocols as P
-from fusionrec.evaluation.redial import CatalogScores, dialogue_interactions, run_redial, summary_section
+from fusionrec.evaluation.redial import dialogue_interactions, run_redial, summary_section
 from tests.evaluation.conftest import HOME
-
-CATALOG = ["a", "b", "c", "d", "e"]
-
-
-def _dialogue(cid: str, *turns: tuple[str, list[str]]) -> dict:
-    return {
-        "conversation_id": cid,
-        "messages": [{"role": role, "text": " ".join(ids) or "hi", "movie_ids": ids} for role, ids in turns],
-    }
-
-
-# training: d is the most mentioned; a shares two dialogues with c, one with b and one with d
-TRAIN = [
-    _dialogue("t1", ("seeker", ["a"]), ("recommender", ["c", "d"])),
-    _dialogue("t2", ("seeker", ["a", "b"]), ("recommender", ["c"])),
-    _dialogue("t3", ("seeker", ["d"]), ("recommender", ["e", "d"])),
-]
-
-
-@pytest.fixture(scope="module")
-def scores() -> CatalogScores:
-    return CatalogScores(CATALOG, TRAIN)
-
-
-def test_popularity_counts_training_mentions(scores):
-    assert dict(zip(CATALOG, scores.popularity, strict=True)) == {"a": 2, "b": 1, "c": 2, "d": 3, "e": 1}
-    assert scores.order() == ["d", "a", "c", "b", "e"]  # ties: catalog order
-
-
-def test_repeat_puts_the_most_recent_mention_first(scores):
-    (ex,) = P.redial_examples(
-        [_dialogue("x", ("seeker", ["e", "b"]), ("seeker", ["e"]), ("recommender", ["c"]))]
-    )
-    assert ex.mentioned == ["b", "e"]  # e was mentioned again last
-    assert scores.order(scores.repeat(ex.mentioned)) == ["e", "b", "d", "a", "c"]  # then popularity
-    assert scores.order(scores.repeat(ex.mentioned), exclude=ex.mentioned) == ["d", "a", "c"]  # "new"
-
-
-def test_co_mention_backs_off_to_popularity(scores):
-    # with a: c (2 dialogues) > d, b (1 each; d more popular) > a, e (0; by popularity)
-    assert scores.order(scores.co_mention(["a"])) == ["c", "d", "b", "a", "e"]
-    assert scores.order(scores.co_mention([])) == scores.order()
-    assert scores.order(scores.co_mention(["a"]), exclude=["a"]) == ["c", "d", "b", "e"]
-
-
-def test_repeat_then_co_mention(scores):
-    mentioned = ["b", "a"]  # a most recent; co-mention with a and b: c 3, d 1
-    assert scores.order(scores.repeat(mentioned), scores.co_mention(mentioned)) == ["a", "b", "c", "d", "e"]
-    assert scores.order(scores.repeat(mentioned), scores.co_mention(mentioned), exclude=mentioned) == [
-        "c",
-        "d",
-        "e",
-    ]
+from tests.retrieval.test_conversation_prior import TRAIN
 
 
 def test_bpr_feedback_is_one_pair_per_dialogue_and_movie():
@@ -83,7 +31,7 @@ def test_new_filter_removes_exactly_the_already_mentioned_targets(data_cfg):
 
     known = {i.id for i in load_prepared(cfg, "redial")[0]}
     examples = P.subset(
-        [e for e in P.redial_examples(load_dialogues(cfg, "test")) if e.target in known], 300, cfg.eval.seed
+        [e for e in R.redial_examples(load_dialogues(cfg, "test")) if e.target in known], 300, cfg.eval.seed
     )
     repeated = [e for e in examples if e.target in e.mentioned]
     assert section["examples"] == 300 and 0 < len(repeated) < 300

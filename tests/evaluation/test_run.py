@@ -145,7 +145,7 @@ def test_redial_quick_run(eval_cfg, tmp_path):
     data = json.loads(summary.read_text())
     assert data["ml100k_loo"] == {"kept": True} and data["command"] == "old"  # other sections untouched
     assert data["redial"]["shipped"] == red["best"] and set(data["redial"]["systems"]) == names
-    assert "not built yet" in data["redial"]["note"]
+    assert "no adapter trained on ReDial turns" in data["redial"]["note"]
     for name, s in red["systems"].items():
         m = s["all"]["metrics"]
         assert m["recall@1"]["mean"] <= m["recall@10"]["mean"] <= m["recall@50"]["mean"], name

@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from fusionrec.data import redial_turns as R
 from fusionrec.data.loo import (
     ExampleError,
     NegativeSampler,
@@ -18,7 +19,7 @@ from fusionrec.data.loo import (
 )
 from fusionrec.data.splits import user_sequences
 from fusionrec.evaluation import llm
-from fusionrec.finetune.data import candidate_sets, dialogue_examples, explanation_target, train_examples
+from fusionrec.finetune.data import candidate_sets, explanation_target, train_examples, turn_examples
 from fusionrec.finetune.prompts import seq_rank_prompt
 from fusionrec.types import Interaction
 
@@ -118,20 +119,29 @@ def test_prompts_do_not_depend_on_item_ids(ml100k, tiny_llm):
     assert len(ex.history) == 20 and ex.target not in ex.history
 
 
-def test_redial_turns_become_examples(ft_cfg, ml100k):
-    from fusionrec.data.prepare import load_dialogues
+def test_redial_turns_rank_the_conversational_priors_candidates_without_their_own_dialogue(ft_cfg):
+    from fusionrec.data.prepare import load_dialogues, load_prepared
+    from fusionrec.retrieval.collaborative.conversation import ConversationPrior
 
-    items, _ = ml100k
-    records = load_dialogues(ft_cfg, "train")
-    examples = dialogue_examples(records, list(items), seed=0)
-    assert len(examples) > 100
-    by_id = {r["conversation_id"]: r for r in records}
-    for ex in examples[:200]:
-        assert ex.turns[-1][0] == "user" and ex.turns[-1][1]
-        assert ex.target in ex.candidates and len(ex.candidates) == 20
-        rec = by_id[ex.dialogue]
-        mentioned = {m for msg in rec["messages"] for m in msg["ml_item_ids"]}
-        assert not (set(ex.candidates) - {ex.target}) & mentioned
+    catalog = [i.id for i in load_prepared(ft_cfg, "redial")[0]]
+    train, test = load_dialogues(ft_cfg, "train"), load_dialogues(ft_cfg, "test")
+    prior = ConversationPrior.from_records(catalog, train)
+    examples = turn_examples(train, prior, leave_out=True, num_candidates=20, max_mentioned=5)
+    assert 300 < len(examples) < len(R.redial_examples(train))  # targets outside the candidates are skipped
+    assert not {e.dialogue for e in examples} & {str(r["conversation_id"]) for r in test}
+    by_id = {str(r["conversation_id"]): r for r in train}
+    for ex in examples[:40]:
+        assert ex.target in ex.candidates and len(ex.candidates) == 20 and ex.request
+        assert len(ex.prior) == 20 and ex.prior == sorted(ex.prior, reverse=True)
+        # the prior a training turn sees is the one counted without its own dialogue
+        others = ConversationPrior.from_records(
+            catalog, [r for r in train if str(r["conversation_id"]) != ex.dialogue]
+        )
+        turn = next(
+            t for t in R.redial_examples([by_id[ex.dialogue]]) if (t.turn, t.target) == (ex.turn, ex.target)
+        )
+        assert R.request_and_history(turn.context)[0] == ex.request
+        assert ex.candidates == others.candidates(turn.mentioned, 20, 5)
 
 
 def test_explanation_targets_pass_the_agents_fact_check(ml100k):

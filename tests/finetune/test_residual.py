@@ -81,3 +81,56 @@ def test_ranker_recipe_starts_at_its_prior_and_the_agent_ranks_with_it(ft_cfg, t
     copy_cfg = dataclasses.replace(ft_cfg, agent=dataclasses.replace(ft_cfg.agent, adapter=str(shipped)))
     again = Agent(copy_cfg, llm=tiny_llm).rank(prompt, user=user, history=splits[user].train)
     assert [c.item.id for c in again.candidates] == [c.item.id for c in ranking.candidates]
+
+
+def test_redial_ranker_starts_at_the_conversational_prior_and_the_evaluation_ranks_with_it(ft_cfg, tmp_path):
+    """ranker_redial on the tiny profile: step 0 ranks ReDial turns like the prior; the checkpoint carries the
+    dialogue mix and the prior; the ReDial evaluation's lora-prior view is repeat+co-mention on the turns with
+    at most 5 mentions, and every lora ranking is a whole-catalog order."""
+    overrides = {
+        **SMALL,
+        "data.prior": "bpr",
+        "train.max_steps": 2,
+        "train.eval_every": 2,
+        "train.mixed_precision": "no",
+    }
+    result = train(ft_cfg, load_recipe("ranker_redial", overrides), str(tmp_path / "redial"), progress=False)
+    start = result.evals[0]
+    assert start["step"] == 0 and start["dialogue_llm_weight"] == 0.0 and start["dialogue_n"] > 0
+    assert start["dialogue_hr@1"] == start["dialogue_prior_hr@1"]
+    folder = result.last_dir
+    for name in ("residual_dialogue.json", "conversation_prior.json", "residual.json", "prior.json"):
+        assert (folder / name).is_file(), name
+
+    from fusionrec.evaluation.records import Records
+    from fusionrec.evaluation.redial import run_redial, summary_section
+
+    cfg = dataclasses.replace(
+        ft_cfg,
+        agent=dataclasses.replace(ft_cfg.agent, adapter=str(folder)),
+        eval=dataclasses.replace(ft_cfg.eval, limit=24, llm_limit=6, bootstrap=50, progress=False),
+    )
+    report = tmp_path / "report"
+    report.mkdir()
+    section = run_redial(cfg, report, "repeat+co-mention,lora")
+    assert section["shipped"] == "lora-hybrid" and section["llm_examples"] == 6
+    assert set(section["systems"]) == {"repeat+co-mention", "lora-hybrid", "lora-llm", "lora-prior"}
+    assert "lora-hybrid - lora-prior" in section["paired"]
+    from fusionrec.data import redial_turns as R
+    from fusionrec.data.prepare import load_dialogues, load_prepared
+    from fusionrec.evaluation.protocols import subset
+
+    known = {i.id for i in load_prepared(cfg, "redial")[0]}
+    examples = subset([e for e in R.redial_examples(load_dialogues(cfg, "test")) if e.target in known], 6, 0)
+    base, prior = Records(report, "redial", "repeat+co-mention"), Records(report, "redial", "lora-prior")
+    hybrid = Records(report, "redial", "lora-hybrid")
+    assert all(e.key in hybrid for e in examples)
+    for e in examples:
+        r = hybrid.get(e.key)
+        assert len(set(r["top_all"])) == len(r["top_all"]) == 10 and r["rank_all"] is not None
+        if "top_new" in r:
+            assert not set(r["top_new"]) & set(e.mentioned)
+        if len(e.mentioned) <= 5:  # every mention among the candidates: the prior's view is repeat+co-mention
+            assert prior.get(e.key)["top_all"] == base.get(e.key)["top_all"]
+            assert prior.get(e.key)["rank_all"] == base.get(e.key)["rank_all"]
+    assert summary_section(section, "cmd")["shipped"] == "lora-hybrid"
