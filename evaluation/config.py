@@ -31,6 +31,7 @@ class EvalConfig:
     redial_splits: list[str] = field(default_factory=lambda: ["test"])  # test | valid
     redial_pool: int = 100  # ReDial: retrieved candidates ranked per turn (0 = the whole catalog)
     redial_context_turns: int = 6  # ReDial: dialogue messages used as the query / LLM history
+    redial_zeroshot_limit: int = 100  # ReDial: the zero-shot LLM sees at most this many of the LLM examples (0 = all)
     threads: int = 0  # torch intra-op threads while evaluating (0 = torch default; 1 = best on busy CPUs)
     plots: bool = True  # write PNG plots (matplotlib, Agg backend)
     summary: str = ""  # also write the ML-100k headline into this JSON file (+ plots beside it); "" = no

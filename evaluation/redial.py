@@ -14,7 +14,8 @@ train + valid, 600 dialogues of the official train split):
 - bpr: BPR-MF over (training dialogue, mentioned movie), item-to-item from the movies mentioned;
 - retrieval: the Chroma store of the redial dataset queried with the last `eval.redial_context_turns`
   messages; its top `eval.redial_pool` (the rest counts as not found; one query per turn, cached);
-- zeroshot-verbalizer: the base LLM re-ranks the top 20 retrieved (on `--llm-limit` examples);
+- zeroshot-verbalizer: the base LLM re-ranks the top 20 retrieved (on `eval.redial_zeroshot_limit` of the
+  LLM examples: 3.7 s each);
 - lora-hybrid / lora-llm / lora-prior: the adapter trained on ReDial turns re-ranks the conversational
   prior's candidates (`evaluation.redial_lora`; on `--llm-limit` examples). lora-hybrid is the shipped
   system; it is compared with the others by paired bootstrap differences on the examples both ranked.
@@ -88,6 +89,8 @@ def run_redial(cfg: Config, folder: Path, wanted: str) -> dict[str, Any]:
     examples = protocols.subset(all_examples, ecfg.limit, ecfg.seed)
     n_llm = ecfg.llm_limit if ecfg.llm_limit > 0 else len(examples)
     llm_examples = protocols.subset(all_examples, min(n_llm, len(examples)), ecfg.seed)
+    n_zero = min(ecfg.redial_zeroshot_limit or len(llm_examples), len(llm_examples))
+    zeroshot_examples = protocols.subset(all_examples, n_zero, ecfg.seed)  # nested: a part of llm_examples
 
     adapter = find_adapter(cfg)
     why = redial_lora.unavailable_reason(adapter)
@@ -178,7 +181,9 @@ def run_redial(cfg: Config, folder: Path, wanted: str) -> dict[str, Any]:
     records_by: dict[str, Records] = {}
     for name in chosen:
         records = records_by[name] = Records(folder, PROTOCOL, name)
-        pool_examples = llm_examples if name.endswith("verbalizer") or name.startswith("lora-") else examples
+        pool_examples = (
+            zeroshot_examples if name.endswith("verbalizer") else llm_examples if name.startswith("lora-") else examples
+        )
         todo = [e for e in pool_examples if e.key not in records]
         system = make_system(name) if todo else None
         for ex in tqdm(todo, desc=f"redial {name}", unit="turn", disable=not ecfg.progress, leave=False):
@@ -203,6 +208,7 @@ def run_redial(cfg: Config, folder: Path, wanted: str) -> dict[str, Any]:
         "turns": len({(e.conversation_id, e.turn) for e in examples}),
         "llm_examples": len(llm_examples),
         "llm_turns": len({(e.conversation_id, e.turn) for e in llm_examples}),
+        "zeroshot_examples": len(zeroshot_examples),
         "dialogues": len(test),
         "splits": splits,
         "train_dialogues": len(train),

@@ -62,23 +62,37 @@ def fit_priors(data: Datasets, recipe: Recipe, out: Path | None, progress: bool)
 def item_table(
     data: Datasets, recipe: Recipe, saved: Sequence[Path], prior_fit: Any = None
 ) -> dict[str, np.ndarray]:
-    """The collaborative item table (empty for `data.collab_dim` 0): the leakage-free prior's BPR, else
-    the first of the `saved` checkpoint folders that holds one (resumed run, stage 1), else BPR trained
+    """The collaborative item table (empty for `data.collab_dim` 0): the first of the `saved` checkpoint
+    folders that holds one (resumed run, warm start), else the leakage-free prior's BPR, else BPR trained
     on the training split."""
     dim = recipe.data.collab_dim
     if dim <= 0:
         return {}
-    if prior_fit is not None and prior_fit.bpr is not None:
-        return collab_table(prior_fit.bpr)
-    for folder in saved:
+    for folder in saved:  # the resumed run's, or the warm start's: the vectors its LoRA was trained with
         table = load_table(folder / TABLE_FILE)
         if table:
             return table
+    if prior_fit is not None and prior_fit.bpr is not None:
+        return collab_table(prior_fit.bpr)
     seen = [Interaction(u, i, 1.0, t) for u, s in data.splits.items() for t, i in enumerate(s.train)]
     model = train_bpr(seen, sorted(data.items, key=id_key), dim=dim, seed=recipe.seed)
     log.info("collaborative vectors: BPR dim %d on %d training interactions (%.1f s)", dim, len(seen),
              model.seconds)  # fmt: skip
     return collab_table(model)
+
+
+def warm_prior(data: Datasets, prior: Any, init: Path) -> Any:
+    """A warm start keeps the prior its checkpoint was trained with (a refit SASRec differs in the last
+    bits): loaded from `init` when it holds one, and the validation examples rescored with it."""
+    from fusionrec.retrieval.collaborative.prior import PRIOR_FILE, Prior
+
+    if prior is None or not (init / PRIOR_FILE).is_file():
+        return prior
+    kept = Prior.load(init)
+    for e in data.valid:
+        e.prior = kept.scores(e.user, data.splits[e.user].train, e.candidates).tolist()
+    log.info("prior %s from the warm start %s", kept.name, init)
+    return kept
 
 
 def initial_residual(examples: Sequence[Any], file: str = "") -> Any:

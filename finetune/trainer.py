@@ -40,7 +40,7 @@ from fusionrec.finetune.encode import ExampleEncoder, curriculum
 from fusionrec.finetune.features import feature_dims, item_vectors
 from fusionrec.finetune.metric_logger import MetricLogger
 from fusionrec.finetune.model_parts import adapt_llm, build_projectors, fusion_module, uses_lora
-from fusionrec.finetune.prior import fit_priors, initial_residual, item_table
+from fusionrec.finetune.prior import fit_priors, initial_residual, item_table, warm_prior
 from fusionrec.finetune.recipe import Recipe
 from fusionrec.finetune.tasks import RecModel, collate
 from fusionrec.finetune.validation import popularity_metrics, validate
@@ -268,6 +268,7 @@ class Trainer:
         saved = [self.resume_dir] if self.resume else []
         if r.model.init_from:
             saved.append(self._init_path())
+            self.prior = warm_prior(self.data, self.prior, self._init_path())
         self.collab = item_table(self.data, r, saved, prior_fit)
         self.vectors["item"] = with_collab(self.vectors["item"], self.collab)
         self.dialogue_vectors = self._dialogue_vectors()

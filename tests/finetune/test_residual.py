@@ -84,23 +84,24 @@ def test_ranker_recipe_starts_at_its_prior_and_the_agent_ranks_with_it(ft_cfg, t
 
 
 def test_redial_ranker_starts_at_the_conversational_prior_and_the_evaluation_ranks_with_it(ft_cfg, tmp_path):
-    """ranker_redial on the tiny profile: step 0 ranks ReDial turns like the prior; the checkpoint carries the
+    """ranker_redial on the tiny profile, warm-started from a ranker_cpu run (its mix, item tokens and prior
+    kept): step 0 ranks ReDial turns like the prior; the checkpoint carries the
     dialogue mix and the prior; the ReDial evaluation's lora-prior view is repeat+co-mention on the turns with
     at most 5 mentions, and every lora ranking is a whole-catalog order."""
-    overrides = {
-        **SMALL,
-        "data.prior": "bpr",
-        "train.max_steps": 2,
-        "train.eval_every": 2,
-        "train.mixed_precision": "no",
-    }
-    result = train(ft_cfg, load_recipe("ranker_redial", overrides), str(tmp_path / "redial"), progress=False)
+    overrides = {**SMALL, "data.prior": "bpr", "train.max_steps": 2, "train.eval_every": 2}
+    overrides["train.mixed_precision"] = "no"
+    ml = train(ft_cfg, load_recipe("ranker_cpu", {**overrides, "train.lr": 0.01}), str(tmp_path / "ml"), progress=False)
+    warm = {**overrides, "model.init_from": str(ml.last_dir)}  # the warm start the shipped recipe makes
+    result = train(ft_cfg, load_recipe("ranker_redial", warm), str(tmp_path / "redial"), progress=False)
     start = result.evals[0]
     assert start["step"] == 0 and start["dialogue_llm_weight"] == 0.0 and start["dialogue_n"] > 0
     assert start["dialogue_hr@1"] == start["dialogue_prior_hr@1"]
+    assert start["llm_weight"] == Residual.load(ml.last_dir).weights()["llm_weight"] != 0.0  # the init's mix
     folder = result.last_dir
     for name in ("residual_dialogue.json", "conversation_prior.json", "residual.json", "prior.json"):
         assert (folder / name).is_file(), name
+    for name in ("collab.safetensors", "bpr.safetensors"):  # the item tokens and prior the init was trained with
+        assert (folder / name).read_bytes() == (ml.last_dir / name).read_bytes(), name
 
     from fusionrec.evaluation.records import Records
     from fusionrec.evaluation.redial import run_redial, summary_section
