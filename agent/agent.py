@@ -85,7 +85,7 @@ class AgentError(RuntimeError):
 
 
 SHIPPED = "shipped"
-SHIPPED_ADAPTER = Path(__file__).resolve().parent / "adapters" / "smollm2-ml100k-ranker"
+SHIPPED_ADAPTER = Path(__file__).resolve().parent / "adapters" / "smollm2-ranker"
 
 
 def _base_name(source: str) -> str:
