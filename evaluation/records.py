@@ -33,7 +33,14 @@ _VOLATILE_EVAL_KEYS = {
     "summary",
 }
 # The files that make an adapter what it is (hashed when present; config.yaml is in the settings).
-ADAPTER_FILES = ("adapter_model.safetensors", "projectors.safetensors", "residual.json", "prior.json")
+ADAPTER_FILES = (
+    "adapter_model.safetensors",
+    "projectors.safetensors",
+    "residual.json",
+    "prior.json",
+    "residual_dialogue.json",
+    "conversation_prior.json",
+)
 
 
 class RecordsMismatch(RuntimeError):

@@ -58,19 +58,20 @@ class DialogueRanker:
             )
             if [c.item.id for c in prompt.candidates] != cands:
                 raise RuntimeError(f"{ex.key}: the prompt dropped candidates")
-            self._key, self._views = (
-                key,
-                (cands, self.agent.dialogue_views(prompt, self.prior.scores(len(cands)))),
-            )
-        return self._views
+            self._views[key] = (cands, self.agent.dialogue_views(prompt, self.prior.scores(len(cands))))
+        return self._views[key]
 
     def system(self, name: str) -> Callable[[DialogueExample, bool], list[str]]:
         """(example, new) -> the whole-catalog ranking of view `name` (lora-hybrid | lora-llm | lora-prior)."""
         view = name.removeprefix("lora-")
 
         def rank(ex: DialogueExample, new: bool) -> list[str]:
-            cands, views = self.views(ex)
-            scores = views[view]
+            if view == "prior":  # the prior's view needs no forward pass: its scores fall with the position
+                cands = self.prior.candidates(ex.mentioned, self.n, self.mentioned)
+                scores = self.prior.scores(len(cands))
+            else:
+                cands, views = self.views(ex)
+                scores = views[view]
             head = [cands[k] for k in sorted(range(len(cands)), key=lambda k: -scores[k])]
             taken = set(cands)
             order = head + [c for c in self.prior.ranking(ex.mentioned) if c not in taken]

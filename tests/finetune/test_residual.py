@@ -135,3 +135,16 @@ def test_redial_ranker_starts_at_the_conversational_prior_and_the_evaluation_ran
             assert prior.get(e.key)["top_all"] == base.get(e.key)["top_all"]
             assert prior.get(e.key)["rank_all"] == base.get(e.key)["rank_all"]
     assert summary_section(section, "cmd")["shipped"] == "lora-hybrid"
+    # one forward pass per turn, shared by the views (a spy around the real method counts the passes)
+    from fusionrec.evaluation.llm import make_agent
+    from fusionrec.evaluation.redial_lora import DialogueRanker
+    from fusionrec.retrieval.collaborative.conversation import ConversationPrior
+
+    items = {i.id: i for i in load_prepared(cfg, "redial")[0]}
+    prior = ConversationPrior.from_records(list(items), load_dialogues(cfg, "train"))
+    ranker = DialogueRanker(make_agent(cfg, folder, None, "redial"), folder, prior, items)
+    calls, real = [], ranker.agent.dialogue_views
+    ranker.agent.dialogue_views = lambda *a: calls.append(1) or real(*a)
+    ex = examples[0]
+    orders = [ranker.system(n)(ex, False) for n in ("lora-hybrid", "lora-llm", "lora-prior", "lora-hybrid")]
+    assert len(calls) == 1 and all(sorted(o) == sorted(items) for o in orders)
