@@ -113,7 +113,7 @@ def run_redial(cfg: Config, folder: Path, wanted: str) -> dict[str, Any]:
     def hits_for(ex: redial_turns.DialogueExample) -> list[Any]:
         key = (ex.conversation_id, ex.turn)
         if key not in retrieved:
-            query = redial_turns.context_text(ex, ecfg.redial_context_turns) or "a good movie"
+            query = redial_turns.context_text(ex, ecfg.redial_context_turns) or redial_turns.DEFAULT_REQUEST
             retrieved.clear()  # examples come turn by turn: only the current turn is kept
             retrieved[key] = retriever().retrieve(query, k=pool + len(ex.mentioned))
         return retrieved[key]

@@ -40,22 +40,23 @@ class ConversationPrior:
         self.popularity = np.zeros(len(self.catalog))
         self.co: dict[int, dict[int, float]] = {}
         for ids in self.dialogues.values():
-            self._count(ids, 1.0)
+            self._count(ids)
 
     @classmethod
     def from_records(cls, catalog: Sequence[str], records: Sequence[Mapping[str, Any]]) -> ConversationPrior:
         """The prior of these dialogue records (each record's mentions, repeats kept)."""
         return cls(catalog, {str(r["conversation_id"]): mentions(r) for r in records})
 
-    def _count(self, ids: Sequence[str], sign: float) -> None:
+    def _count(self, ids: Sequence[str]) -> None:
+        """Add one dialogue's mentions (leave-one-out subtracts them at scoring time, `pop`/`co_mention`)."""
         for i in ids:
-            self.popularity[self.index[i]] += sign
+            self.popularity[self.index[i]] += 1.0
         distinct = [self.index[i] for i in dict.fromkeys(ids)]
         for a in distinct:
             row = self.co.setdefault(a, {})
             for b in distinct:
                 if b != a:
-                    row[b] = row.get(b, 0.0) + sign
+                    row[b] = row.get(b, 0.0) + 1.0
 
     # --- scores ------------------------------------------------------------------------------------
     def pop(self, leave_out: str | None = None) -> np.ndarray:
