@@ -55,7 +55,7 @@ from fusionrec.agent.residual import DIALOGUE_RESIDUAL_FILE, Residual, mix
 from fusionrec.agent.softtokens import placeholder_id
 from fusionrec.agent.titles import Named, TitleFinder
 from fusionrec.config import Config
-from fusionrec.retrieval.collaborative.bpr import TABLE_FILE, load_table, with_collab, zero_collab
+from fusionrec.retrieval.collaborative.bpr import TABLE_FILE, load_table, with_collab
 from fusionrec.retrieval.collaborative.conversation import ConversationPrior
 from fusionrec.retrieval.collaborative.prior import PRIOR_FILE, Prior, standardise
 from fusionrec.retrieval.config import parse_server_url
@@ -264,7 +264,7 @@ class Agent:
             found = {k: np.asarray(v, dtype=np.float32) for k, v in found.items()}
             catalog = self.dataset or getattr(self._retriever, "dataset", "")
             other = bool(catalog and self.collab_dataset and catalog != self.collab_dataset)
-            found = (zero_collab if other else with_collab)(found, self.collab)  # another catalog: zeros
+            found = with_collab(found, self.collab, lookup=not other)  # another catalog: zeros
             self._item_vectors.update(found)
         return {i.id: self._item_vectors[i.id] for i in items}
 

@@ -32,6 +32,9 @@ class TrainedOn:
     template: str = ""
 
 
+DIALOGUE_CANDIDATES, DIALOGUE_MENTIONED, DIALOGUE_TURNS = 20, 5, 6  # the ReDial task's recipe defaults
+
+
 @dataclass
 class TrainedPrompt:
     """The recipe's prompt keys (None = the recipe does not set it)."""
@@ -45,6 +48,15 @@ class TrainedPrompt:
     num_candidates: int | None = None  # ReDial: candidates per turn (mentioned + new)
     redial_mentioned: int | None = None  # ReDial: mentioned movies among the candidates
     redial_turns: int | None = None  # ReDial: dialogue messages in the prompt
+
+    def dialogue(self) -> tuple[int, int, int]:
+        """The ReDial task's (candidates per turn, mentioned movies among them, dialogue messages in the
+        prompt), the recipe defaults where the recipe does not set them."""
+        return (
+            self.num_candidates or DIALOGUE_CANDIDATES,
+            DIALOGUE_MENTIONED if self.redial_mentioned is None else self.redial_mentioned,
+            self.redial_turns or DIALOGUE_TURNS,
+        )
 
 
 @dataclass

@@ -38,11 +38,8 @@ class DialogueRanker:
     def __init__(
         self, agent: Any, adapter: Path, prior: ConversationPrior, items: Mapping[str, Item]
     ) -> None:
-        d = read_adapter_recipe(adapter).data
         self.agent, self.prior, self.items = agent, prior, items
-        self.n = d.num_candidates or 20
-        self.mentioned = d.redial_mentioned if d.redial_mentioned is not None else 5
-        self.turns = d.redial_turns or 6
+        self.n, self.mentioned, self.turns = read_adapter_recipe(adapter).data.dialogue()
         self._views: dict[tuple[str, int], tuple[list[str], dict[str, list[float]]]] = {}
 
     def views(self, ex: DialogueExample) -> tuple[list[str], dict[str, list[float]]]:

@@ -52,11 +52,16 @@ def fit_priors(data: Datasets, recipe: Recipe, out: Path | None, progress: bool)
     fit.weights = dict(weights)
     for e in data.train:
         e.prior = fit.scores(e.user, splits[e.user].train[: e.position], e.candidates).tolist()
-    for e in data.valid:
-        e.prior = full.scores(e.user, splits[e.user].train, e.candidates).tolist()
+    score_valid(data, full)
     log.info("prior %s: validation %s (fit without %d training positions)", full.name,
              full.metrics.get("valid"), len(data.train))  # fmt: skip
     return full, fit
+
+
+def score_valid(data: Datasets, prior: Any) -> None:
+    """Fill in the validation examples' `prior` scores (each user's whole training sequence)."""
+    for e in data.valid:
+        e.prior = prior.scores(e.user, data.splits[e.user].train, e.candidates).tolist()
 
 
 def item_table(
@@ -89,8 +94,7 @@ def warm_prior(data: Datasets, prior: Any, init: Path) -> Any:
     if prior is None or not (init / PRIOR_FILE).is_file():
         return prior
     kept = Prior.load(init)
-    for e in data.valid:
-        e.prior = kept.scores(e.user, data.splits[e.user].train, e.candidates).tolist()
+    score_valid(data, kept)
     log.info("prior %s from the warm start %s", kept.name, init)
     return kept
 

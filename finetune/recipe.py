@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fusionrec import settings
-from fusionrec.agent.checkpoint import RECIPE_FILE, TrainedOn
+from fusionrec.agent.checkpoint import (
+    DIALOGUE_CANDIDATES,
+    DIALOGUE_MENTIONED,
+    DIALOGUE_TURNS,
+    RECIPE_FILE,
+    TrainedOn,
+)
 from fusionrec.agent.config import SCORINGS
 from fusionrec.settings import ConfigError
 
@@ -37,15 +43,15 @@ class DataSection:
     dataset: str = "movielens-100k"
     max_users: int = 0
     history_len: int = 20
-    num_candidates: int = 20
+    num_candidates: int = DIALOGUE_CANDIDATES
     negatives: str = "random"
     train_per_user: int = 0
     min_history: int = 1
     val_users: int = 100
     redial: bool = False
     redial_max: int = 0
-    redial_mentioned: int = 5
-    redial_turns: int = 6
+    redial_mentioned: int = DIALOGUE_MENTIONED
+    redial_turns: int = DIALOGUE_TURNS
     template: str = "concise"
     scoring: str = "listwise"
     collab_dim: int = 0

@@ -44,7 +44,7 @@ from fusionrec.finetune.prior import fit_priors, initial_residual, item_table, w
 from fusionrec.finetune.recipe import Recipe
 from fusionrec.finetune.tasks import RecModel, collate
 from fusionrec.finetune.validation import popularity_metrics, validate
-from fusionrec.retrieval.collaborative.bpr import with_collab, zero_collab
+from fusionrec.retrieval.collaborative.bpr import with_collab
 
 log = logging.getLogger(__name__)
 
@@ -426,7 +426,7 @@ class Trainer:
             return {}
         items = [data.dialogue_items[i] for i in ids]
         vecs = item_vectors(self.cfg, "redial", items, "item", None, progress=self.progress and self.main)
-        return zero_collab(vecs, self.collab)
+        return with_collab(vecs, self.collab, lookup=False)
 
     def _init_path(self) -> Path:
         p = Path(self.recipe.model.init_from).expanduser()

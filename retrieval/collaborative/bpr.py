@@ -130,23 +130,19 @@ def collab_table(model: BPRModel) -> dict[str, np.ndarray]:
     return {item: z[j].astype(np.float32) for item, j in model.items.items()}
 
 
-def with_collab(vectors: Mapping[str, np.ndarray], table: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Each vector with the item's collaborative vector appended (zeros for an item not in `table`)."""
+def with_collab(
+    vectors: Mapping[str, np.ndarray], table: Mapping[str, np.ndarray], lookup: bool = True
+) -> dict[str, np.ndarray]:
+    """Each vector with the item's collaborative vector appended (zeros for an item not in `table`);
+    `lookup=False`: zeros for every item (items of another catalog, ReDial's, whose ids must not pick up
+    the table's vectors)."""
     if not table:
         return dict(vectors)
     zero = np.zeros_like(next(iter(table.values())))
     return {
-        k: np.concatenate([np.asarray(v, dtype=np.float32), table.get(k, zero)]) for k, v in vectors.items()
+        k: np.concatenate([np.asarray(v, dtype=np.float32), table.get(k, zero) if lookup else zero])
+        for k, v in vectors.items()
     }
-
-
-def zero_collab(vectors: Mapping[str, np.ndarray], table: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Each vector with zeros of the table's width appended: items of another catalog (ReDial's), whose
-    ids must not pick up the table's vectors."""
-    if not table:
-        return dict(vectors)
-    zero = np.zeros_like(next(iter(table.values())))
-    return {k: np.concatenate([np.asarray(v, dtype=np.float32), zero]) for k, v in vectors.items()}
 
 
 def save_table(table: Mapping[str, np.ndarray], path: Path) -> None:
