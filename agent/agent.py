@@ -1,7 +1,9 @@
 """The Agent: one object that serves the REPL, the UI and the evaluation.
 
 `Agent(cfg).respond(state, turn)` yields Events as the turn proceeds:
-``retrieved`` (candidates), ``ranked`` (the Ranking and the items shown), ``explanation_token``
+``retrieved`` (candidates), ``ranked`` (the Ranking, the items shown and, on a conversation-prior turn
+(`Agent.chat_task`), the ``views`` of `dialogue_views` with the candidates' ``ids`` in prompt order),
+``explanation_token``
 (streamed text pieces), ``explanation`` (the checked Explanation; it REPLACES the streamed text,
 which may have failed the fact check), ``message`` (the reply text), ``error`` (a clear reply; the
 session goes on) and finally ``done`` (timings). Bad turns (empty, oversized, unreadable
@@ -56,6 +58,7 @@ from fusionrec.agent.softtokens import placeholder_id
 from fusionrec.agent.titles import Named, TitleFinder
 from fusionrec.config import Config
 from fusionrec.retrieval.collaborative.bpr import TABLE_FILE, load_table, with_collab
+from fusionrec.retrieval.collaborative.conversation import PRIOR_FILE as PRIOR_FILE_CONVERSATION
 from fusionrec.retrieval.collaborative.conversation import ConversationPrior
 from fusionrec.retrieval.collaborative.prior import PRIOR_FILE, Prior, standardise
 from fusionrec.retrieval.config import parse_server_url
@@ -203,6 +206,11 @@ class Agent:
                 raise AgentError(
                     f"{folder}: {DIALOGUE_RESIDUAL_FILE} and conversation_prior.json come together (one is missing)"
                 )
+        if acfg.chat_prior == "conversation" and self.conversation is None:
+            raise AgentError(
+                "agent.chat_prior='conversation' needs an adapter trained on ReDial turns "
+                f"({DIALOGUE_RESIDUAL_FILE} and {PRIOR_FILE_CONVERSATION}); agent.adapter={acfg.adapter!r} has none"
+            )
         else:
             self.model = self.explainer = model
             token_norm = float(model.get_input_embeddings().weight.detach().float().norm(dim=-1).mean())
@@ -219,6 +227,7 @@ class Agent:
         self._priors: dict[int, list[float]] = {}
         self._grounded: GroundedExplainer | None = None
         self._titles: TitleFinder | None = None
+        self._covered: bool | None = None  # whether the conversational prior counts this catalog's films
 
     # --- collaborators ----------------------------------------------------------------------------
     @property
@@ -325,9 +334,63 @@ class Agent:
         what = f"adapter {self.adapter.name}"
         if self.adapter == SHIPPED_ADAPTER:
             what = f"shipped adapter {self.adapter.name}"
+        if self._retriever is not None and self.chat_task() == "conversation":
+            return what + ", residual over the conversational prior (ReDial dialogues)"
         if self.prior is not None:
             what += f", residual over the {self.prior.name} prior"
         return what
+
+    def chat_task(self) -> str:
+        """How a chat turn is ranked: "conversation" (the adapter's dialogue residual over its conversational
+        prior, the path of its ReDial task) or "sequential" (its residual over the collaborative prior, or the
+        zero-shot LLM). `agent.chat_prior=auto` picks "conversation" when that prior counts most of the
+        catalog's films (a ReDial catalog)."""
+        mode = self.cfg.agent.chat_prior
+        if self.conversation is None or self.dialogue_residual is None or mode == "sequential":
+            return "sequential"
+        if mode == "auto" and self._covered is None:
+            self._covered = self.conversation.covers(self.retriever.store.all_ids("early")) >= 0.5
+        return "conversation" if mode == "conversation" or self._covered else "sequential"
+
+    def prior_picks(self, retrieved: Sequence[Candidate], state: DialogueState) -> list[Candidate]:
+        """A conversation-prior turn's candidates: retrieval's first `num_candidates - chat_prior_picks`,
+        then the prior's best films among the rest of `retrieved` (`agent.chat_prior_pool` > 0) or among
+        the films the turn's filters and exclusions allow (0; their retrieval score: the lowest retrieved,
+        as they ranked below it), then the rest of retrieval's."""
+        assert self.conversation is not None
+        n, pool = min(self.cfg.agent.num_candidates, 20), self.cfg.agent.chat_prior_pool
+        keep = list(retrieved[: max(n - self.cfg.agent.chat_prior_picks, 0)])
+        wanted, mentioned = n - len(keep), chat_mentions(state)
+        found = {c.item.id: c for c in retrieved}
+        if pool:
+            rest = [c.item.id for c in retrieved[len(keep) : pool]]
+            scores = self.conversation.scores_of(mentioned, rest)
+            ids = [rest[k] for k in sorted(range(len(rest)), key=lambda k: -scores[k])][:wanted]
+        else:
+            exclude = [*dialogue.excluded_ids(state), *(c.item.id for c in keep)]
+            ranked = self.conversation.ranking(mentioned, exclude=exclude)[:PRIOR_POOL]
+            ids = []
+            for start in range(0, len(ranked), 200):  # down the prior's order until enough pass the filters
+                if len(ids) >= wanted:
+                    break
+                ids += self.retriever.admissible(ranked[start : start + 200], dialogue.retrieval_filters(state), exclude)
+            ids = ids[:wanted]
+        floor = min((c.score for c in retrieved[:n]), default=0.0)
+        proposed = [found.get(i) or Candidate(item, floor, {"conversation_prior": 1.0})
+                    for i, item in zip(ids, self.retriever.items(ids), strict=True)]  # fmt: skip
+        taken = set(ids)
+        rest = [c for c in retrieved[len(keep) : n] if c.item.id not in taken]
+        return [*keep, *proposed, *rest][:n]
+
+    def conversation_scores(self, candidates: Sequence[Candidate], state: DialogueState) -> list[float]:
+        """The conversational prior's standardised scores of the candidates for the films mentioned so far,
+        plus `agent.chat_prior_retrieval_weight` x their standardised retrieval scores."""
+        assert self.conversation is not None
+        prior = np.array(self.conversation.scores_of(chat_mentions(state), [c.item.id for c in candidates]))
+        weight = self.cfg.agent.chat_prior_retrieval_weight
+        if weight and len(candidates) > 1:
+            prior = prior + weight * standardise([c.score for c in candidates])
+        return prior.tolist()
 
     def score_views(
         self, prompt: RankPrompt, user: str | None = None, history: Sequence[str] = (), retrieval: bool = False
@@ -536,8 +599,10 @@ class Agent:
         keep = earlier[-self.cfg.agent.query_turns :] if self.cfg.agent.query_turns > 0 else []
         return ". ".join([*keep, text.strip()]).strip(". ")
 
-    def _retrieve(self, query: QueryVectors, state: DialogueState, like_id: str | None) -> list[Candidate]:
-        k = min(self.cfg.agent.num_candidates, 20)
+    def _retrieve(
+        self, query: QueryVectors, state: DialogueState, like_id: str | None, k: int = 0
+    ) -> list[Candidate]:
+        k = k or min(self.cfg.agent.num_candidates, 20)
         filters = dialogue.retrieval_filters(state)
         exclude = dialogue.excluded_ids(state)
         if like_id is None:
@@ -602,12 +667,15 @@ class Agent:
             }
         named = self.named_films(" ".join([text, *vectors.searched]))
         feedback["query_item"] = feedback["query_item"] or name_films(state, named, update.notes)
-        candidates = self._retrieve(vectors, state, feedback["query_item"])
+        conversation = self.chat_task() == "conversation"
+        n, pool = min(self.cfg.agent.num_candidates, 20), self.cfg.agent.chat_prior_pool
+        retrieved = self._retrieve(vectors, state, feedback["query_item"], max(n, pool) if conversation else n)
         if any(a.kind == "image" for a in attachments):  # an uploaded poster that is a film's own
-            same = [c for c in candidates if c.modality_scores.get("image", 0.0) >= SAME_IMAGE]
+            same = [c for c in retrieved[:n] if c.modality_scores.get("image", 0.0) >= SAME_IMAGE]
             name_films(state, [Named((c.item.id,), c.item.title, False, False) for c in same], update.notes,
                        "your image is the poster of")  # fmt: skip
-            candidates = [c for c in candidates if c not in same]
+            retrieved = [c for c in retrieved if c not in same]
+        candidates = retrieved[:n]
         timings["retrieve_s"] = time.perf_counter() - t0
         yield Event(
             "retrieved",
@@ -625,10 +693,21 @@ class Agent:
             yield Event("done", {"seconds": time.perf_counter() - t0, "ok": True, "timings": timings})
             return
         history = list(state.turns)
+        if conversation:  # the prior proposes candidates too; the prompt lists them in its order, as trained
+            candidates = self.prior_picks(retrieved, state)
+            prior = dict(zip([c.item.id for c in candidates], self.conversation_scores(candidates, state), strict=True))
+            candidates = sorted(candidates, key=lambda c: -prior[c.item.id])
         state.turns.append(Turn("user", text, list(attachments)))
         inputs = self.attachment_inputs(vectors.uploads)
         prompt = self.build_prompt(text or "(see the attachment)", candidates, state, inputs, history)
-        ranking = self.rank(prompt, history=list(state.liked), retrieval=True)
+        views: dict[str, list[Any]] = {}
+        if conversation:
+            views = self.dialogue_views(prompt, [prior[c.item.id] for c in prompt.candidates])
+            views["ids"] = [c.item.id for c in prompt.candidates]
+            raw = ", ".join(f"{lab}={x:.2f}" for lab, x in zip(prompt.labels, views["llm"], strict=True))
+            ranking = ordered_ranking(prompt, views["hybrid"], f"residual: {self.ranker_name}", raw)
+        else:
+            ranking = self.rank(prompt, history=list(state.liked), retrieval=True)
         timings["rank_s"] = time.perf_counter() - t0
         shown = distinct_titles(ranking.candidates)[: self.cfg.agent.show_top_k]
         state.last_ranking = [c.item.id for c in shown]
@@ -642,6 +721,7 @@ class Agent:
                 "soft_tokens": list(prompt.encoded.keys),
                 "dropped_turns": prompt.dropped_turns,
                 "ranker": self.ranker_name,
+                "views": views,
             },
         )
         request = text or "; ".join(a.details for a in inputs if a.details) or "something like my attachment"
@@ -658,7 +738,13 @@ class Agent:
         yield Event("done", {"seconds": time.perf_counter() - t0, "ok": True, "timings": timings})
 
 
+PRIOR_POOL = 2000  # a conversation-prior turn looks this far down the prior's order for films the filters allow
 SAME_IMAGE = 0.99  # image similarity from which an upload is taken for the candidate's own poster
+
+
+def chat_mentions(state: DialogueState) -> list[str]:
+    """The films a chat has mentioned so far (shown, liked, disliked): what the conversational prior reads."""
+    return list(dict.fromkeys([*state.shown, *state.liked, *state.disliked]))
 
 
 def name_films(

@@ -12,6 +12,7 @@ RANKERS = ("verbalizer", "generative")  # agent.ranker
 EXPLAINERS = ("auto", "adapter", "base")  # agent.explain_with
 ANSWER_LANGUAGES = ("auto", "user", "en")  # agent.answer_language
 ATTACHMENT_TOKENS = ("trained", "always", "never")  # agent.attachment_tokens
+CHAT_PRIORS = ("auto", "sequential", "conversation")  # agent.chat_prior
 LIMITS: dict[str, tuple[float, float]] = {  # key -> (lowest, highest) accepted value
     "num_candidates": (1, 20),  # labels A..T
     "show_top_k": (1, 20),
@@ -22,6 +23,9 @@ LIMITS: dict[str, tuple[float, float]] = {  # key -> (lowest, highest) accepted 
     "overview_chars": (0, 10_000),
     "retrieval_weight": (0, 1000),
     "chat_retrieval_weight": (0, 1000),
+    "chat_prior_picks": (0, 20),
+    "chat_prior_pool": (0, 10_000),
+    "chat_prior_retrieval_weight": (0, 1000),
     "seed": (0, math.inf),
     "repetition_penalty": (1.0, 10.0),
     "query_turns": (0, 100),
@@ -47,6 +51,10 @@ class AgentConfig:
     answer_language: str = "auto"  # explanations: auto (the user's language unless the LLM is the English-only SmolLM2) | user | en
     explain_with: str = "auto"  # explanations: auto (the adapter if it was trained to explain, else the base LLM) | adapter | base
     chat_retrieval_weight: float = 2.0  # residual ranker in a chat: weight of the standardised retrieval score added to the prior (chosen on the request benchmark's tuning half, docs/results/chat_ranking.md)
+    chat_prior: str = "auto"  # a chat turn's prior: conversation (the adapter's dialogue residual over its conversational prior, as on ReDial turns) | sequential (its residual over the collaborative prior) | auto (conversation when that prior counts this catalog's films, e.g. data.dataset=redial)
+    chat_prior_picks: int = 10  # conversation prior: candidates it proposes (its best films the filters allow), the rest from retrieval (docs/results/redial_chat.md)
+    chat_prior_pool: int = 0  # conversation prior: it picks among retrieval's top N films (0 = among every film the filters allow)
+    chat_prior_retrieval_weight: float = 1.0  # conversation prior: weight of the standardised retrieval score added to it (agent.chat_retrieval_weight's twin; docs/results/redial_chat.md)
     overview_chars: int = 200  # overview characters per candidate in the ranking prompt (0 = titles only)
     seed: int = 0  # seed of freshly initialised projectors (when no adapter is given)
     placeholder_token: str = ""  # token written at soft-token positions; "" = an unused special token
@@ -60,7 +68,8 @@ class AgentConfig:
     def check(self) -> None:
         """Raise ValueError naming the key and its value when a setting is unknown or out of range."""
         for key, known in (("ranker", RANKERS), ("scoring", SCORINGS), ("explain_with", EXPLAINERS),
-                           ("answer_language", ANSWER_LANGUAGES), ("attachment_tokens", ATTACHMENT_TOKENS)):
+                           ("answer_language", ANSWER_LANGUAGES), ("attachment_tokens", ATTACHMENT_TOKENS),
+                           ("chat_prior", CHAT_PRIORS)):
             if getattr(self, key) not in known:
                 raise ValueError(f"agent.{key}={getattr(self, key)!r}: expected one of {', '.join(known)}")
         for key, (low, high) in LIMITS.items():

@@ -311,6 +311,18 @@ class Retriever:
             Candidate(self.item(rid), score, {"liked_item": score}) for rid, score in hits if rid not in skip
         ][:k]
 
+    def admissible(
+        self, ids: Sequence[str], filters: dict[str, Any] | None = None, exclude_ids: Iterable[str] = ()
+    ) -> list[str]:
+        """The stored ones of `ids` that `retrieve` could return under these filters (not excluded, no
+        placeholder title), in the given order."""
+        ids = [str(i) for i in ids]
+        if not ids:
+            return []
+        got = self.store.get("early").get(ids=ids, where=build_where(filters, exclude_ids), include=["metadatas"])
+        ok = {rid for rid, meta in zip(got["ids"], got["metadatas"], strict=True) if not hidden(meta or {})}
+        return [i for i in ids if i in ok]
+
     def _browse(self, where: dict | None, k: int, exclude: set[str]) -> list[Candidate]:
         """No query vector (e.g. filters only): items matching the filters, in catalog order."""
         col = self.store.get("early")

@@ -123,6 +123,23 @@ class ConversationPrior:
         fresh = self.ranking(mentioned, exclude=mentioned, leave_out=leave_out)[: n - len(recent)]
         return recent + fresh
 
+    def covers(self, ids: Sequence[str]) -> float:
+        """The share of `ids` that are movies of this prior's catalog (0 for none)."""
+        ids = list(ids)
+        return sum(1 for i in ids if str(i) in self.index) / len(ids) if ids else 0.0
+
+    def scores_of(
+        self, mentioned: Sequence[str], ids: Sequence[str], leave_out: str | None = None
+    ) -> list[float]:
+        """`scores` of `ids` (any order) by their place in the prior's order among them; ids outside the
+        catalog come last, in their given order."""
+        wanted = {str(i) for i in ids}
+        order = [i for i in self.ranking(mentioned, leave_out=leave_out) if i in wanted]
+        order += [str(i) for i in ids if str(i) not in self.index]
+        place = {i: k for k, i in enumerate(order)}
+        s = self.scores(len(order))
+        return [s[place[str(i)]] for i in ids]
+
     @staticmethod
     def scores(n: int) -> list[float]:
         """Standardised prior scores of `n` candidates in the prior's order (-log(1 + position))."""

@@ -104,3 +104,13 @@ def test_request_and_history_take_the_seekers_last_message():
     assert request == "I like sci-fi"  # consecutive seeker messages merged
     assert history == [("user", "hi"), ("assistant", "hello"), ("assistant", "ok, let me think")]
     assert R.request_and_history(context, turns=1) == (R.DEFAULT_REQUEST, [("assistant", "ok, let me think")])
+
+
+def test_scores_of_follow_the_prior_order_among_the_given_ids(prior):
+    # with a mentioned: c > d > b > a (repeat puts a first) ; the scores fall along that order, whatever
+    # order the ids come in, and an id outside the catalog comes last
+    ids = ["b", "zz", "d", "c"]
+    got = dict(zip(ids, prior.scores_of(["a"], ids), strict=True))
+    assert got["c"] > got["d"] > got["b"] > got["zz"]
+    assert sorted(got.values(), reverse=True) == pytest.approx(ConversationPrior.scores(4))
+    assert prior.covers(["a", "b", "x", "y"]) == 0.5 and prior.covers([]) == 0.0
