@@ -13,6 +13,11 @@ candidates retrieved, then ranked. Systems, on the same turns:
   ``agent.chat_retrieval_weight`` x the standardised retrieval score;
 - `zero-shot`: the base LLM's label logits (``agent.adapter=""``), what a user of another LLM gets.
 
+``--dataset redial`` runs the same requests as chats over the ReDial catalog (``data.dataset=redial``,
+where the chat takes the adapter's conversational path, `Agent.chat_task`), each target mapped to its
+ReDial movie through the ML-100k match of `fusionrec data prepare redial` (requests without a matched
+target are left out); ``--tune`` then grids ``agent.chat_prior_picks`` x ``agent.chat_prior_retrieval_weight``.
+
 hit@1/5/10 with bootstrap intervals, paired bootstrap differences against `retrieval`, seconds per
 ranked list. Writes benchmarks/results/chat_ranking.json (``--tune``: chat_ranking_tune.json) and, with
 ``--summary`` (report half), the summary's "chat_ranking" section.
@@ -41,6 +46,7 @@ _spec.loader.exec_module(bench)
 SYSTEMS = {"shipped": [], "zero-shot": ["agent.adapter="]}  # name -> config overrides of the agent
 WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)  # --tune: agent.chat_retrieval_weight
 LIKE_WEIGHTS = (0.5, 1.0, 2.0)  # --tune: retrieval.like_weight
+PICKS = (0, 10)  # --tune --dataset redial: agent.chat_prior_picks
 
 
 def turns(agent: Any, requests: list[dict]) -> dict[str, Any]:
@@ -96,19 +102,36 @@ def run(requests: list[dict], home: Path, overrides: Sequence[str]) -> dict[str,
     return {"systems": rows, "paired": paired, "seconds": seconds, "per_request": systems}
 
 
-def tune(requests: list[dict], home: Path, overrides: Sequence[str]) -> dict[str, Any]:
-    """Every (retrieval.like_weight, agent.chat_retrieval_weight) pair: the turn's retrieval and the
-    shipped ranker's hit@1/5/10 (the like weight moves the candidates of "like X" requests)."""
+def redial_targets(home: Path, requests: list[dict]) -> list[dict]:
+    """The requests with their targets mapped to ReDial movie ids (those with none left out)."""
+    from fusionrec.data.prepare import load_prepared
+
+    items = load_prepared(bench.config(home, []), "redial")[0]
+    to_redial = {str(i.metadata["ml_item_id"]): i.id for i in items if i.metadata.get("ml_item_id")}
+    mapped = [{**r, "targets": [to_redial[str(t)] for t in r["targets"] if str(t) in to_redial]} for r in requests]
+    return [r for r in mapped if r["targets"]]
+
+
+def tune(
+    requests: list[dict], home: Path, overrides: Sequence[str], redial: bool = False, picks: Sequence[int] = PICKS
+) -> dict[str, Any]:
+    """Every (retrieval.like_weight, agent.chat_retrieval_weight) pair (with `redial`: every
+    (agent.chat_prior_picks, agent.chat_prior_retrieval_weight) pair): the turn's retrieval and the shipped
+    ranker's hit@1/5/10 (the like weight moves the candidates of "like X" requests)."""
     agent = make_agent(home, overrides)
     out: dict[str, Any] = {}
-    for like in LIKE_WEIGHTS:
+    for first in picks if redial else LIKE_WEIGHTS:
         for w in WEIGHTS:
-            agent.cfg.retrieval.like_weight = like  # the agent's own copy of the config (its retriever's too)
-            agent.cfg.agent.chat_retrieval_weight = w
+            if redial:
+                agent.cfg.agent.chat_prior_picks = int(first)
+            else:
+                agent.cfg.retrieval.like_weight = first  # the agent's own copy of the config (its retriever's too)
+            setattr(agent.cfg.agent, "chat_prior_retrieval_weight" if redial else "chat_retrieval_weight", w)
             got = turns(agent, requests)
             rows = bench.table({"systems": {"retrieval": per_request(got["retrieval"], requests),
                                             "shipped": per_request(got["ranked"], requests)}}, requests)  # fmt: skip
-            label = f"like_weight={like} chat_retrieval_weight={w}"
+            label = (f"chat_prior_picks={first} chat_prior_retrieval_weight={w}" if redial
+                     else f"like_weight={first} chat_retrieval_weight={w}")  # fmt: skip
             out[label] = {f"{n} {k}": rows[n][k] for n in ("retrieval", "shipped") for k in ("hit@1", "hit@5", "hit@10")}
             print(f"{label}: {json.dumps(out[label])}", flush=True)
     return out
@@ -120,6 +143,9 @@ def main() -> int:
     ap.add_argument("--home", default=str(REPO / ".fusionrec"), help="home with the ingested catalog and models")
     ap.add_argument("--tune", action="store_true", help="retrieval.like_weight x agent.chat_retrieval_weight grid on the tuning half")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    ap.add_argument("--dataset", default="movielens-100k", choices=["movielens-100k", "redial"],
+                    help="the catalog the chats run over (redial: targets mapped to ReDial movies)")
+    ap.add_argument("--picks", default=",".join(map(str, PICKS)), help="--tune --dataset redial: agent.chat_prior_picks values")
     ap.add_argument("--summary", default="", help="also write the 'chat_ranking' section of this summary file")
     ap.add_argument("--out", default="")
     ap.add_argument("overrides", nargs="*", help="section.key=value config overrides")
@@ -129,9 +155,13 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     home = Path(args.home)
+    redial = args.dataset == "redial"
+    overrides = [*args.overrides, *(["data.dataset=redial"] if redial else [])]
     try:
         requests = bench.load_requests(bench.REQUESTS)
-        bench.config(home, args.overrides)
+        bench.config(home, overrides)
+        if redial:
+            requests = redial_targets(home, requests)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -140,9 +170,10 @@ def main() -> int:
     command = " ".join([".venv/bin/python", "benchmarks/chat_ranking.py", *sys.argv[1:]])
     started = time.perf_counter()
     result: dict[str, Any] = {"half": half, "n": len(chosen), "command": command}
-    result.update({"grid": tune(chosen, home, args.overrides)} if args.tune else run(chosen, home, args.overrides))
+    result["dataset"] = args.dataset
+    result.update({"grid": tune(chosen, home, overrides, redial, [int(x) for x in args.picks.split(",")])} if args.tune else run(chosen, home, overrides))
     result["seconds_total"] = round(time.perf_counter() - started, 1)
-    name = "chat_ranking_tune.json" if args.tune else "chat_ranking.json"
+    name = f"chat_ranking{'_redial' if redial else ''}{'_tune' if args.tune else ''}.json"
     out = Path(args.out or REPO / "benchmarks" / "results" / name)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
@@ -164,8 +195,9 @@ def main() -> int:
                    "systems": {n: {k: round(r[k], 4) for k in ("hit@1", "hit@5", "hit@10")}
                                for n, r in result["systems"].items()},
                    "paired": result["paired"]}  # fmt: skip
-        write_section(Path(args.summary), "chat_ranking", section)
-        print(f"wrote the 'chat_ranking' section of {args.summary}")
+        key = "chat_ranking_redial" if redial else "chat_ranking"
+        write_section(Path(args.summary), key, section)
+        print(f"wrote the '{key}' section of {args.summary}")
     return 0
 
 
