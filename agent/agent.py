@@ -206,16 +206,16 @@ class Agent:
                 raise AgentError(
                     f"{folder}: {DIALOGUE_RESIDUAL_FILE} and conversation_prior.json come together (one is missing)"
                 )
-        if acfg.chat_prior == "conversation" and self.conversation is None:
-            raise AgentError(
-                "agent.chat_prior='conversation' needs an adapter trained on ReDial turns "
-                f"({DIALOGUE_RESIDUAL_FILE} and {PRIOR_FILE_CONVERSATION}); agent.adapter={acfg.adapter!r} has none"
-            )
         else:
             self.model = self.explainer = model
             token_norm = float(model.get_input_embeddings().weight.detach().float().norm(dim=-1).mean())
             self.projectors = Projectors(hidden, seed=acfg.seed, init_norm=token_norm)
             self.collab = {}
+        if acfg.chat_prior == "conversation" and self.conversation is None:
+            raise AgentError(
+                "agent.chat_prior='conversation' needs an adapter trained on ReDial turns "
+                f"({DIALOGUE_RESIDUAL_FILE} and {PRIOR_FILE_CONVERSATION}); agent.adapter={acfg.adapter!r} has none"
+            )
         device = model.get_input_embeddings().weight.device
         self.projectors.to(device).eval()
         self.trained_kinds = frozenset(self.projectors.keys())  # projectors read from the adapter (trained)

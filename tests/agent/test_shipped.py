@@ -95,7 +95,7 @@ def test_a_redial_catalog_chat_ranks_with_the_shipped_conversational_path(real_a
     items = {i.id: i for i in ingested_catalog(cfg, ["text"], 400, dataset="redial")[:400]}
     agent = Agent(cfg)
     assert agent.chat_task() == "conversation" and "conversational prior" in agent.ranker_name
-    assert agent.conversation is not None and agent.dialogue_residual is not None
+    assert agent.conversation is not None and agent.dialogue_residual is not None and agent.trained_kinds == {"item"}
     named = next(i for i in agent.conversation.ranking([]) if i in items and len(items[i].title) > 8)
     state = DialogueState()
     first = [e for e in agent.respond(state, Turn("user", f"I loved {items[named].title}. What else?", []))]
