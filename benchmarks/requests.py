@@ -60,6 +60,7 @@ TEXT_SPACE = ("text", "image_text", "tfidf")
 VOICES = (("en-us", 175), ("en-gb", 140))  # espeak-ng voice, words per minute
 WARM_UP = "warming up the speech model"
 CORRECTION_BONUS = (0.0, 2.0, 4.0, 6.0, 8.0, 12.0)  # --tune correction: retrieval.speech_correction
+MIN_WORD_PROB = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)  # --tune confidence: models.speech_min_word_prob
 LANGUAGES = (  # espeak-ng voice, request: does the speech model hear other languages (--languages)
     ("de", "Ein lustiger Weltraumfilm aus den Neunzigern, bitte keinen Horror"),
     ("cmn", "轻松的九十年代喜剧，不要恐怖片"),
@@ -359,6 +360,49 @@ def correction_grid(
     return out
 
 
+def confidence_grid(
+    requests: list[dict], home: Path, overrides: Sequence[str], cache: Path
+) -> dict[str, Any]:
+    """Spoken tuning half at each ``models.speech_min_word_prob``: Whisper hears each clip once with word
+    probabilities; each row searches the words heard at least that likely (as the retriever searches a
+    transcript: the early search of the text). ``seconds_p50``: transcription with word probabilities."""
+    from fusionrec import encoders
+    from fusionrec.encoders.audio import confident_text
+    from fusionrec.evaluation.metrics import latency_summary
+    from fusionrec.retrieval.search import Retriever
+
+    early = [*overrides, *FUSIONS["early"]]
+    found = {"early": Retriever(config(home, early))}
+    typed = table(typed_run(requests, found), requests)["early"]
+    out: dict[str, Any] = {"typed early": {k: typed[k] for k in ("hit@1", "hit@5", "hit@10")}}
+    audio = encoders.load_audio_encoder(config(home, [*early, "models.speech_min_word_prob=0.01"]))
+    audio.encode([speak(WARM_UP, *VOICES[0], cache)])  # the model loads here, outside the timing
+    heard, seconds = [], []
+    for r in requests:
+        for voice, wpm in VOICES:
+            t0 = time.perf_counter()
+            (feats,) = audio.encode([speak(r["text"], voice, wpm, cache)])
+            seconds.append(time.perf_counter() - t0)
+            heard.append((r, voice, feats))
+    for tau in MIN_WORD_PROB:
+        per: dict[str, dict] = {}
+        dropped = []
+        for r, voice, feats in heard:
+            text = confident_text(feats.words, tau, feats.transcript) if tau > 0 else feats.transcript
+            if text != feats.transcript:
+                dropped.append(f"{r['id']} {voice}: {feats.transcript!r} -> {text!r}")
+            rec = per.setdefault(r["id"], {**{f"hit@{k}": 0.0 for k in KS}})
+            for key, value in hits(ranked(found["early"], text), r["targets"]).items():
+                rec[key] += value / len(VOICES)
+        row = table({"systems": {"early": per}}, requests)["early"]
+        out[f"min_word_prob={tau}"] = {**{k: row[k] for k in ("hit@1", "hit@5", "hit@10")},
+                                       "clips_changed": len(dropped), "changed": dropped}  # fmt: skip
+        print(f"min_word_prob={tau}", json.dumps({k: row[k] for k in ("hit@1", "hit@5", "hit@10")}),
+              len(dropped), flush=True)  # fmt: skip
+    out["seconds_p50"] = latency_summary(seconds)["p50_s"]
+    return out
+
+
 def decodes(models_dir: Path) -> dict[str, list[str]]:
     """The Whisper decodes whose transcripts --tune hypotheses fuses (the speech grid's best three)."""
     base, tiny = models_dir / "whisper" / "base.pt", models_dir / "whisper" / "tiny.en.pt"
@@ -441,6 +485,8 @@ def tune(args: argparse.Namespace, requests: list[dict], home: Path) -> dict[str
         return correction_grid(requests, home, args.overrides, Path(args.cache))
     if args.tune == "hypotheses":
         return hypotheses_grid(requests, home, args.overrides, Path(args.cache))
+    if args.tune == "confidence":
+        return confidence_grid(requests, home, args.overrides, Path(args.cache))
     if args.tune == "fusion":
         for label, over in fusion_grid().items():
             found = {"early": Retriever(config(home, over))}
@@ -517,7 +563,8 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=0, help="only the first N requests of the half (smoke runs)")
     ap.add_argument("--no-speech", action="store_true", help="typed requests only")
     ap.add_argument(
-        "--tune", choices=["fusion", "speech", "correction", "hypotheses"], help="run a tuning grid on the tuning half"
+        "--tune", choices=["fusion", "speech", "correction", "hypotheses", "confidence"],
+        help="run a tuning grid on the tuning half"
     )
     ap.add_argument("--languages", action="store_true", help="only print what speech hears of LANGUAGES")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")

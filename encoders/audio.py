@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,8 @@ class AudioFeatures:
     transcript: str
     language: str
     text_vector: np.ndarray | None  # text_encoder(transcript), None if the transcript is empty
+    confident: str = ""  # the transcript without the words Whisper heard with probability < min_word_prob
+    words: list[tuple[str, float]] = field(default_factory=list)  # (word, probability) when min_word_prob > 0
 
 
 class AudioEncoder:
@@ -60,7 +62,10 @@ class AudioEncoder:
         beam_size: int = 1,
         prompt: str = "",
         language: str = "",
+        min_word_prob: float = 0.0,
     ) -> None:
+        """`min_word_prob` > 0: words Whisper heard with a lower probability are left out of each clip's
+        `confident` text (one more decoder pass per clip: word timings give the probabilities)."""
         self.model = whisper_model.eval()
         self.text_encoder = text_encoder
         dims = whisper_model.dims
@@ -72,6 +77,7 @@ class AudioEncoder:
         if language and not whisper_model.is_multilingual and language != "en":
             raise ValueError(f"models.speech_language={language!r}: {self.model_id} only hears English")
         self.beam_size, self.prompt, self.language = beam_size, prompt, language
+        self.min_word_prob = min_word_prob
         self.memo = FileMemo()
         encoder = whisper_model.encoder
         if not isinstance(encoder.forward, WindowMemo):  # the model may be shared by several encoders
@@ -122,7 +128,7 @@ class AudioEncoder:
         pooled = self._pooled_states(audios)
         out = []
         for p, audio, vec in zip(paths, audios, pooled, strict=True):
-            text, language = self._transcribe(audio) if transcribe else ("", "")
+            text, language, words = self._transcribe(audio) if transcribe else ("", "", [])
             out.append(
                 AudioFeatures(
                     path=Path(p),
@@ -132,6 +138,8 @@ class AudioEncoder:
                     transcript=text,
                     language=language,
                     text_vector=None,
+                    confident=confident_text(words, self.min_word_prob, text),
+                    words=words,
                 )
             )
         if self.text_encoder is not None:
@@ -144,7 +152,7 @@ class AudioEncoder:
 
     def transcribe(self, path: str | Path) -> tuple[str, str]:
         """(transcript, language code) of one file."""
-        return self._transcribe(self.load(path))
+        return self._transcribe(self.load(path))[:2]
 
     def embed_query(self, path: str | Path) -> np.ndarray:
         """A spoken query as a text vector: the transcript through the text encoder."""
@@ -185,7 +193,9 @@ class AudioEncoder:
                     counts[i] += valid
         return [l2_normalise(s / max(c, 1)) for s, c in zip(sums, counts, strict=True)]
 
-    def _transcribe(self, audio: np.ndarray) -> tuple[str, str]:
+    def _transcribe(self, audio: np.ndarray) -> tuple[str, str, list[tuple[str, float]]]:
+        """(transcript, language, its (word, probability) pairs when min_word_prob > 0, else [])."""
+        words = self.min_word_prob > 0
         result = self.model.transcribe(
             audio,
             fp16=False,
@@ -195,9 +205,18 @@ class AudioEncoder:
             beam_size=self.beam_size if self.beam_size > 1 else None,
             initial_prompt=self.prompt or None,
             language=self.language or None,
+            word_timestamps=words,
         )
         language = result.get("language") or ("" if self.model.is_multilingual else "en")
-        return str(result.get("text", "")).strip(), str(language)
+        pairs = [(str(w["word"]), float(w.get("probability", 0.0)))
+                 for seg in result.get("segments", []) for w in seg.get("words", [])] if words else []  # fmt: skip
+        return str(result.get("text", "")).strip(), str(language), pairs
+
+
+def confident_text(words: Sequence[tuple[str, float]], min_prob: float, heard: str) -> str:
+    """The words heard with probability >= `min_prob`, as Whisper wrote them; `heard` when none is (or
+    without word probabilities)."""
+    return "".join(w for w, p in words if p >= min_prob).strip() or heard
 
 
 class WindowMemo:

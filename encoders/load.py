@@ -45,7 +45,8 @@ def load_audio_encoder(cfg: Config) -> Any:
     """The AudioEncoder: Whisper (transcript, language, pooled states) + classic features."""
     src, m = source(cfg, "speech"), cfg.models
     whisper_model, text = load_whisper(cfg), load_text_encoder(cfg)
-    decoding = (m.speech_beam_size, tuple(m.speech_temperatures), m.speech_prompt, m.speech_language)
+    decoding = (m.speech_beam_size, tuple(m.speech_temperatures), m.speech_prompt, m.speech_language,
+                m.speech_min_word_prob)  # fmt: skip
 
     def build() -> Any:
         from fusionrec.encoders.audio import AudioEncoder
@@ -59,6 +60,7 @@ def load_audio_encoder(cfg: Config) -> Any:
                 temperature=decoding[1],
                 prompt=decoding[2],
                 language=decoding[3],
+                min_word_prob=decoding[4],
             )
         except ValueError as exc:
             raise ModelError(str(exc)) from None

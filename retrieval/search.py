@@ -242,11 +242,12 @@ class Retriever:
         )
 
     def corrected(self, feats: Any) -> str:
-        """A transcript as it is searched: moved toward the catalog's titles and names where Whisper
-        finds them about as likely as what it wrote (``retrieval.speech_correction``; `retrieval.transcripts`)."""
+        """A transcript as it is searched: its confidently heard words (``models.speech_min_word_prob``), or,
+        with ``retrieval.speech_correction`` > 0, the whole transcript moved toward the catalog's titles and
+        names where Whisper finds them about as likely as what it wrote (`retrieval.transcripts`)."""
         bonus = self.cfg.retrieval.speech_correction
-        if bonus <= 0:
-            return feats.transcript
+        if bonus <= 0:  # the words Whisper heard confidently (`models.speech_min_word_prob`)
+            return feats.confident or feats.transcript
         from fusionrec.media import MediaError
         from fusionrec.retrieval.transcripts import CatalogLexicon, TranscriptCorrector, WhisperScorer
 

@@ -31,6 +31,7 @@ class ModelsConfig:
     )  # next temperature tried when a decode looks broken (repetitive, unlikely); [0.0] = no fallback
     speech_prompt: str = ""  # initial prompt, e.g. SPEECH_PROMPT naming the domain ("" = none), <= 200 chars
     speech_language: str = ""  # "" = detected per clip; else a Whisper language code (en, de, zh, ...)
+    speech_min_word_prob: float = 0.2  # words heard with a lower probability are not searched (0 = off; tuning half: docs/results/requests.md)
 
     def check(self) -> None:
         """Range-check the values and apply the image pixel limit process-wide (called at config load)."""
@@ -43,6 +44,10 @@ class ModelsConfig:
         temps = self.speech_temperatures
         if not temps or temps != sorted(temps) or not all(math.isfinite(t) and 0 <= t <= 1 for t in temps):
             raise ValueError(f"models.speech_temperatures={temps!r}: expected increasing numbers from 0 to 1")
+        if not 0 <= self.speech_min_word_prob < 1:
+            raise ValueError(
+                f"models.speech_min_word_prob={self.speech_min_word_prob!r}: expected a number from 0 to below 1"
+            )
         if len(self.speech_prompt) > 200:
             raise ValueError(f"models.speech_prompt: {len(self.speech_prompt)} characters (at most 200)")
         if self.speech_language and not re.fullmatch(r"[a-z]{2,3}", self.speech_language):

@@ -134,3 +134,21 @@ def test_whisper_encoder_runs_once_per_window_and_changes_nothing(tiny_cfg, clip
     (feats,) = encoder.encode([clip])
     assert feats.transcript == expected
     assert attempts == [0.0, 1.0] and len(passes) == 2
+
+
+def test_min_word_prob_keeps_the_words_heard_at_least_that_likely(whisper_model, clip):
+    from fusionrec.encoders.audio import confident_text
+
+    def encode(min_word_prob: float):
+        return AudioEncoder(whisper_model, None, temperature=(0.0,), min_word_prob=min_word_prob).encode([clip])[0]
+
+    full = encode(1e-9)
+    assert len(full.words) >= 2 and all(0.0 <= p <= 1.0 for _, p in full.words)
+    assert full.confident == "".join(w for w, p in full.words if p >= 1e-9).strip()
+    tau = max(p for _, p in full.words)  # only the likeliest word(s) stay
+    cut = encode(tau)
+    assert cut.transcript == full.transcript  # what was heard is kept; only the searched text is cut
+    assert cut.confident == "".join(w for w, p in full.words if p >= tau).strip() != full.transcript
+    off = encode(0.0)
+    assert off.words == [] and off.confident == off.transcript  # off: the transcript is searched as heard
+    assert confident_text([(" spam", 0.1)], 0.5, "heard") == "heard"  # nothing confident: what was heard

@@ -93,6 +93,7 @@ def test_the_retriever_searches_the_corrected_transcript(offline_cfg, catalog, s
 
     cfg = home_config(offline_cfg.models_dir, tmp_path / "home", "offline")
     cfg.retrieval.speech_correction = BONUS
+    cfg.models.speech_min_word_prob = 0.0  # the whole transcript is searched when nothing corrects it
     by_id = {i.id: i for i in catalog}
     # Groundhog Day (202) among its neighbours, and Witness (1526), whose overview names Pennsylvania:
     # the retriever's lexicon is the stored catalog's
@@ -106,6 +107,16 @@ def test_the_retriever_searches_the_corrected_transcript(offline_cfg, catalog, s
     cfg.retrieval.speech_correction = 0.0
     ret.retrieve("", [Attachment("audio", say(MISHEARD))], k=3)
     assert ret.last_query.searched == ret.last_query.transcripts
+    # models.speech_min_word_prob: the words Whisper heard less surely are left out of the searched text
+    from fusionrec import encoders
+    from fusionrec.encoders.audio import confident_text
+
+    cfg.models.speech_min_word_prob = 0.2
+    ret = Retriever(cfg)
+    ret.retrieve("", [Attachment("audio", say(MISHEARD))], k=3)
+    (heard,) = encoders.load_audio_encoder(cfg).encode([say(MISHEARD)])
+    assert heard.words and ret.last_query.transcripts == [heard.transcript]
+    assert ret.last_query.searched == [confident_text(heard.words, 0.2, heard.transcript)]
 
 
 def test_a_bad_bonus_is_one_line_naming_the_key():
