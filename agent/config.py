@@ -52,7 +52,7 @@ class AgentConfig:
     explain_with: str = "auto"  # explanations: auto (the adapter if it was trained to explain, else the base LLM) | adapter | base
     chat_retrieval_weight: float = 2.0  # residual ranker in a chat: weight of the standardised retrieval score added to the prior (chosen on the request benchmark's tuning half, docs/results/chat_ranking.md)
     chat_prior: str = "auto"  # a chat turn's prior: conversation (the adapter's dialogue residual over its conversational prior, as on ReDial turns) | sequential (its residual over the collaborative prior) | auto (conversation when that prior counts this catalog's films, e.g. data.dataset=redial)
-    chat_prior_picks: int = 10  # conversation prior: candidates it proposes (its best films the filters allow), the rest from retrieval (docs/results/redial_chat.md)
+    chat_prior_picks: int = 5  # conversation prior: candidates it proposes (its best films the filters allow), the rest from retrieval (docs/results/redial_chat.md)
     chat_prior_pool: int = 0  # conversation prior: it picks among retrieval's top N films (0 = among every film the filters allow)
     chat_prior_retrieval_weight: float = 1.0  # conversation prior: weight of the standardised retrieval score added to it (agent.chat_retrieval_weight's twin; docs/results/redial_chat.md)
     overview_chars: int = 200  # overview characters per candidate in the ranking prompt (0 = titles only)
