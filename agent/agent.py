@@ -382,12 +382,14 @@ class Agent:
         rest = [c for c in retrieved[len(keep) : n] if c.item.id not in taken]
         return [*keep, *proposed, *rest][:n]
 
-    def conversation_scores(self, candidates: Sequence[Candidate], state: DialogueState) -> list[float]:
+    def conversation_scores(
+        self, candidates: Sequence[Candidate], state: DialogueState, weight: float | None = None
+    ) -> list[float]:
         """The conversational prior's standardised scores of the candidates for the films mentioned so far,
-        plus `agent.chat_prior_retrieval_weight` x their standardised retrieval scores."""
+        plus `weight` (default `agent.chat_prior_retrieval_weight`) x their standardised retrieval scores."""
         assert self.conversation is not None
         prior = np.array(self.conversation.scores_of(chat_mentions(state), [c.item.id for c in candidates]))
-        weight = self.cfg.agent.chat_prior_retrieval_weight
+        weight = self.cfg.agent.chat_prior_retrieval_weight if weight is None else weight
         if weight and len(candidates) > 1:
             prior = prior + weight * standardise([c.score for c in candidates])
         return prior.tolist()

@@ -33,8 +33,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -95,7 +93,7 @@ def replay(agent: Any, chosen: list[dict[str, Any]], history_turns: int) -> dict
     for t in chosen:
         state, request = state_of(t, genres, history_turns)
         t0 = time.perf_counter()
-        got: dict[str, Any] = {"retrieval": [], "ranked": [], "views": {}, "scores": {}}
+        got: dict[str, Any] = {"retrieval": [], "ranked": [], "views": {}, "candidates": {}}
         events = agent.respond(state, Turn("user", request, []))
         for event in events:
             if event.kind == "retrieved":
@@ -103,7 +101,7 @@ def replay(agent: Any, chosen: list[dict[str, Any]], history_turns: int) -> dict
             elif event.kind == "ranked":
                 ranking = event.payload["ranking"]
                 got["ranked"] = [c.item.id for c in ranking.candidates]
-                got["scores"] = {c.item.id: c.score for c in ranking.candidates}  # retrieval scores
+                got["candidates"] = {c.item.id: c for c in ranking.candidates}  # with their retrieval scores
                 got["views"] = event.payload.get("views") or {}
                 break
             elif event.kind == "error":
@@ -139,18 +137,18 @@ def table(rows: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def remix(got: dict[str, Any], prior: Any, mentioned: Sequence[str], weight: float, w: dict[str, float]) -> list[str]:
-    """The chat's order at another retrieval weight, from a run's LLM view (its prompt order kept)."""
-    from fusionrec.retrieval.collaborative.prior import standardise
+def remix(agent: Any, got: dict[str, Any], mentioned: Sequence[str], weight: float) -> list[str]:
+    """The chat's order at another retrieval weight, from a run's LLM view (its prompt order kept): the
+    agent's own prior scores (`Agent.conversation_scores`) and dialogue mix."""
+    from fusionrec.agent.residual import mix
+    from fusionrec.types import DialogueState
 
     if not got["views"]:  # nothing matched the turn's filters: no list
         return []
     ids = got["views"]["ids"]
-    p = np.array(prior.scores_of(mentioned, ids))
-    if weight and len(ids) > 1:
-        p = p + weight * standardise([got["scores"][i] for i in ids])
-    s = w["llm_weight"] * np.array(got["views"]["llm"]) + w["prior_weight"] * p
-    return [ids[k] for k in sorted(range(len(ids)), key=lambda k: -s[k])]
+    prior = agent.conversation_scores([got["candidates"][i] for i in ids], DialogueState(liked=list(mentioned)), weight)
+    w = agent.dialogue_residual.weights()
+    return view_order({"ids": ids, "mixed": mix(got["views"]["llm"], prior, w["prior_weight"], w["llm_weight"])}, "mixed")
 
 
 def make_agent(cfg: Any, prior_splits: Sequence[str]) -> Any:
@@ -173,14 +171,13 @@ def tune(home: Path, overrides: Sequence[str], limit: int, seed: int, picks_grid
     cfg = config(home, overrides)
     chosen = turns(cfg, "valid", limit, seed)
     agent = make_agent(cfg, ["train"])
-    w = agent.dialogue_residual.weights()
     grid: dict[str, Any] = {}
     for picks in picks_grid:
         agent.cfg.agent.chat_prior_picks = picks
         got = replay(agent, chosen, history_turns(agent))
         rows = {"retrieval": per_example({i: g["retrieval"] for i, g in got.items()}, chosen)}
         for weight in WEIGHTS:
-            orders = {t["id"]: remix(got[t["id"]], agent.conversation, t["mentioned"], weight, w) for t in chosen}
+            orders = {t["id"]: remix(agent, got[t["id"]], t["mentioned"], weight) for t in chosen}
             rows[f"chat picks={picks} weight={weight}"] = per_example(orders, chosen)
         rows[f"chat-prior picks={picks} (weight {agent.cfg.agent.chat_prior_retrieval_weight})"] = per_example(
             {i: view_order(g["views"], "prior") for i, g in got.items()}, chosen)
