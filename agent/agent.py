@@ -15,28 +15,26 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from fusionrec import logs
 from fusionrec.agent import dialogue
+from fusionrec.agent.adapter import SHIPPED_ADAPTER, AgentError, effective_config, load_adapter
 from fusionrec.agent.checkpoint import (
     RECIPE_FILE,
-    adapter_settings,
-    base_model,
     read_adapter_recipe,
     trained_to_explain,
 )
 from fusionrec.agent.config import RANKERS
 from fusionrec.agent.evidence import TurnContext, prior_vectors
 from fusionrec.agent.explain import ExplainResult, GroundedExplainer
+from fusionrec.agent.failures import failure_text
 from fusionrec.agent.projector import Projectors
 from fusionrec.agent.prompt import (
     AttachmentInput,
@@ -61,9 +59,7 @@ from fusionrec.retrieval.collaborative.bpr import TABLE_FILE, load_table, with_c
 from fusionrec.retrieval.collaborative.conversation import PRIOR_FILE as PRIOR_FILE_CONVERSATION
 from fusionrec.retrieval.collaborative.conversation import ConversationPrior
 from fusionrec.retrieval.collaborative.prior import PRIOR_FILE, Prior, standardise
-from fusionrec.retrieval.config import parse_server_url
 from fusionrec.retrieval.store import hidden
-from fusionrec.text import one_line
 from fusionrec.types import Attachment, Candidate, DialogueState, Item, Ranking, Turn
 
 if TYPE_CHECKING:
@@ -81,71 +77,6 @@ class Event:
 
     kind: EventKind
     payload: dict[str, Any] = field(default_factory=dict)
-
-
-class AgentError(RuntimeError):
-    """The agent cannot be built (bad adapter folder, unknown ranker or template)."""
-
-
-SHIPPED = "shipped"
-SHIPPED_ADAPTER = Path(__file__).resolve().parent / "adapters" / "smollm2-ranker"
-
-
-def _base_name(source: str) -> str:
-    return Path(str(source).rstrip("/")).name.lower()
-
-
-def resolve_adapter(cfg: Config) -> tuple[Path | None, str]:
-    """(adapter folder or None, why): `agent.adapter` as a folder; "shipped" = the adapter in
-    agent/adapters/ when it was trained on this config's LLM (else zero-shot, and `why` says so)."""
-    name = cfg.agent.adapter
-    if not name:
-        return None, "agent.adapter is empty: zero-shot"
-    if name != SHIPPED:
-        return Path(name).expanduser(), f"agent.adapter={name}"
-    if not SHIPPED_ADAPTER.is_dir():
-        return None, f"no shipped adapter at {SHIPPED_ADAPTER}: zero-shot"
-    from fusionrec.models.registry import source
-
-    base = base_model(SHIPPED_ADAPTER)
-    mine = source(cfg, "llm")
-    if _base_name(base) != _base_name(mine):
-        return None, f"the shipped adapter is for {_base_name(base)}, the LLM is {_base_name(mine)}: zero-shot"
-    return SHIPPED_ADAPTER, "the shipped adapter"
-
-
-@dataclass
-class AgentSettings:
-    """The settings one Agent runs with: the config with its `agent` section replaced by a new one
-    holding what the adapter's recipe sets (the caller's config is never changed)."""
-
-    cfg: Config  # a shallow copy: a new `agent` section, the other sections shared with the caller's
-    adapter: Path | None
-    note: str  # why this adapter (or none)
-    from_adapter: dict[str, Any]  # agent.<key> -> the value the adapter's recipe sets, where it differs
-
-
-def effective_config(cfg: Config) -> AgentSettings:
-    """Rank with the prompt the adapter was trained on: its recipe's template, budgets and scoring win."""
-    adapter, note = resolve_adapter(cfg)
-    sets: dict[str, Any] = {}
-    if adapter is not None:
-        try:
-            trained = adapter_settings(adapter)
-        except ValueError as exc:
-            raise AgentError(str(exc)) from None
-        sets = {k: v for k, v in trained.items() if v != getattr(cfg.agent, k)}
-    agent = dataclasses.replace(cfg.agent, **sets)
-    return AgentSettings(dataclasses.replace(cfg, agent=agent), adapter, note, sets)
-
-
-def load_adapter(model: Any, folder: Path) -> Any:
-    """A copy of `model` with the LoRA adapter in `folder` (the cached base model stays untouched)."""
-    if not (folder / "adapter_config.json").is_file():
-        return model
-    from peft import PeftModel
-
-    return PeftModel.from_pretrained(copy.deepcopy(model), str(folder)).eval()
 
 
 class Agent:
@@ -781,46 +712,6 @@ def _restore(state: DialogueState, before: DialogueState) -> None:
     """Put `state` back as it was (`before`: its deep copy taken at the start of the turn)."""
     for name in vars(before):
         setattr(state, name, getattr(before, name))
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    """`exc` and the exceptions it was raised from or while handling, outermost first."""
-    seen: list[BaseException] = []
-    cur: BaseException | None = exc
-    while cur is not None and cur not in seen:
-        seen.append(cur)
-        cur = cur.__cause__ or cur.__context__
-    return seen
-
-
-_HTTP_CLIENTS = {"httpx", "httpcore", "urllib3", "requests"}
-
-
-def _network_problem(exc: BaseException) -> bool:
-    """A refused, reset or timed-out connection (the socket's own errors or an HTTP client's)."""
-    module = type(exc).__module__.partition(".")[0]
-    return isinstance(exc, ConnectionError | TimeoutError) or module in _HTTP_CLIENTS
-
-
-def failure_text(exc: BaseException, cfg: Config) -> str:
-    """One line naming what failed in a turn: the project's own error message when one was raised
-    (it names the file, key or URL), else the exception's type and text; a connection problem with
-    a Chroma server names `retrieval.server_url` and how to start a server."""
-    chain = _chain(exc)
-    ours = next((e for e in chain if logs.is_project_error(e)), None)
-    text = one_line(str(ours) if ours is not None else f"{type(exc).__name__}: {exc}", limit=300)
-    url = cfg.retrieval.server_url.strip()
-    if url and any(_network_problem(e) for e in chain) and not (url in text and "chroma run" in text):
-        try:
-            host, port, _ = parse_server_url(url)
-        except ValueError:
-            host, port = "localhost", 8000
-        where = "" if host in {"localhost", "127.0.0.1"} else f" --host {host}"
-        text = (
-            f"cannot reach the Chroma server at {url} (retrieval.server_url; {text}); "
-            f"start one with: chroma run --path {cfg.chroma_dir}{where} --port {port}"
-        )
-    return text
 
 
 def summary_text(shown: Sequence[Candidate], notes: Sequence[str] = ()) -> str:

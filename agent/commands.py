@@ -43,7 +43,7 @@ def _toml_value(value: Any) -> str:
 
 def show_config(cfg: Config) -> str:
     """The effective config as TOML: every section and key, the agent keys an adapter sets marked."""
-    from fusionrec.agent.agent import effective_config
+    from fusionrec.agent.adapter import effective_config
 
     eff = effective_config(cfg)
     lines = [f"# effective config; adapter: {eff.adapter or 'none'} ({eff.note})"]

@@ -76,7 +76,7 @@ def checkpoint_settings(folder: Path | None) -> dict[str, Any]:
 def find_adapter(cfg: Config) -> Path | None:
     """The adapter the agent would load (`agent.resolve_adapter`): `agent.adapter` as a folder, the
     shipped one when it fits the LLM, else None. Checkpoints it is not told about are never used."""
-    from fusionrec.agent.agent import resolve_adapter
+    from fusionrec.agent.adapter import resolve_adapter
 
     return resolve_adapter(cfg)[0]
 

@@ -160,7 +160,7 @@ class LOORun:
         elif self.adapter is not None:
             unavailable["lora"] = f"agent.adapter={self.adapter} is not a folder"
         else:
-            from fusionrec.agent.agent import resolve_adapter
+            from fusionrec.agent.adapter import resolve_adapter
 
             unavailable["lora"] = f"no adapter ({resolve_adapter(self.cfg)[1]})"
         return names, unavailable

@@ -64,7 +64,7 @@ def adapter_digest(folder: Path | None) -> str | None:
 
 def input_digests(cfg: Config) -> dict[str, str | None]:
     """sha256 of the ML-100k candidate file of `eval.split` and of the adapter (None when absent)."""
-    from fusionrec.agent.agent import resolve_adapter
+    from fusionrec.agent.adapter import resolve_adapter
     from fusionrec.evaluation.protocols import candidates_path, file_digest
 
     path = candidates_path(cfg, cfg.eval.split)

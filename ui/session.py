@@ -17,7 +17,7 @@ from typing import Any
 
 from fusionrec import logs
 from fusionrec.agent import dialogue
-from fusionrec.agent.agent import failure_text
+from fusionrec.agent.failures import failure_text
 from fusionrec.config import Config
 from fusionrec.text import printable
 from fusionrec.types import Attachment, DialogueState, Turn

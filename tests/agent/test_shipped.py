@@ -8,7 +8,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from fusionrec.agent.agent import SHIPPED_ADAPTER, Agent, AgentError, chat_mentions, resolve_adapter
+from fusionrec.agent.adapter import SHIPPED_ADAPTER, AgentError, resolve_adapter
+from fusionrec.agent.agent import Agent, chat_mentions
 from fusionrec.agent.dialogue import excluded_ids
 from fusionrec.finetune.ship import KEEP, MAX_BYTES
 from fusionrec.retrieval.search import Upload

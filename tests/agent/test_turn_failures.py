@@ -7,7 +7,8 @@ import copy
 import logging
 
 from fusionrec import logs
-from fusionrec.agent.agent import Agent, failure_text
+from fusionrec.agent.agent import Agent
+from fusionrec.agent.failures import failure_text
 from fusionrec.config import load_config
 from fusionrec.retrieval.ingest import ingest
 from fusionrec.retrieval.store import free_port, start_chroma_server, stop_chroma_server

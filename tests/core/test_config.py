@@ -152,7 +152,7 @@ def test_cli_routes_recipe_sections_to_the_command_and_the_rest_to_the_config():
 def test_a_checkpoint_recipe_round_trips_through_the_loader(tmp_path):
     import yaml
 
-    from fusionrec.agent.agent import SHIPPED_ADAPTER
+    from fusionrec.agent.adapter import SHIPPED_ADAPTER
     from fusionrec.agent.checkpoint import RECIPE_FILE, TrainedOn, read_adapter_recipe, training_prompt
     from fusionrec.finetune.recipe import load_recipe, load_saved_recipe
 
@@ -175,7 +175,7 @@ def test_a_checkpoint_recipe_round_trips_through_the_loader(tmp_path):
 
 
 def test_adapter_settings_show_in_config_show_and_leave_the_shared_config_alone(tmp_path):
-    from fusionrec.agent.agent import effective_config
+    from fusionrec.agent.adapter import effective_config
     from fusionrec.agent.commands import show_config
 
     (tmp_path / "config.yaml").write_text("data:\n  template: compact\n  max_prompt_tokens: 640\n  overview_chars: 200\n")

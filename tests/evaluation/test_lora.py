@@ -11,7 +11,7 @@ from tests.evaluation.conftest import HOME, QUICK
 
 def test_find_adapter_ignores_checkpoints_it_is_not_told_about(tmp_path):
     """Only `agent.adapter` (via agent.resolve_adapter) chooses the adapter, never a checkpoint found."""
-    from fusionrec.agent.agent import resolve_adapter
+    from fusionrec.agent.adapter import resolve_adapter
     from fusionrec.evaluation.llm import find_adapter
     from tests.conftest import make_config
 
