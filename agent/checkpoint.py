@@ -65,12 +65,18 @@ class TrainedTasks:
 
 
 @dataclass
+class TrainedModel:
+    init_from: str = ""  # the checkpoint the run was warm-started from (a folder, or a name under checkpoints/)
+
+
+@dataclass
 class AdapterRecipe:
     """The part of a checkpoint's recipe the agent and the evaluation read."""
 
     trained_on: TrainedOn = field(default_factory=TrainedOn)
     data: TrainedPrompt = field(default_factory=TrainedPrompt)
     tasks: TrainedTasks = field(default_factory=TrainedTasks)
+    model: TrainedModel = field(default_factory=TrainedModel)
 
 
 def read_adapter_recipe(folder: Path) -> AdapterRecipe:

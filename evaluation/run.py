@@ -107,7 +107,7 @@ def evaluate(cfg: Config, command: str = "") -> tuple[dict[str, Any], dict[str, 
     if summary is not None:
         from fusionrec.evaluation.summary import write_summary
 
-        paths.update(write_summary(report, summary, plots=ecfg.plots))
+        paths.update(write_summary(report, summary, plots=ecfg.plots, checkpoints=cfg.checkpoints_dir))
         if "redial" in report["protocols"]:
             from fusionrec.evaluation.redial import summary_section
             from fusionrec.evaluation.summary import write_section

@@ -82,6 +82,30 @@ def training_metrics(adapter: str | Path | None) -> Path | None:
     return None
 
 
+def training_runs(adapter: str | Path | None, checkpoints: Path | None = None) -> dict[str, Path]:
+    """{run: metrics.csv} of the adapter's training and of the warm starts it continued, earliest first:
+    `model.init_from` of each recipe, resolved as the trainer does (a folder, else a name under
+    `checkpoints`); the chain stops at a run whose folder or metrics.csv is not here."""
+    from fusionrec.agent.checkpoint import read_adapter_recipe
+
+    runs: dict[str, Path] = {}
+    folder = Path(adapter) if adapter else None
+    while folder is not None and len(runs) < 8 and folder.name not in runs:
+        csv_path = training_metrics(folder)
+        if csv_path is None:
+            break
+        runs[folder.name] = csv_path
+        try:
+            init = read_adapter_recipe(folder).model.init_from
+        except ValueError:
+            break
+        nxt = Path(init).expanduser() if init else None
+        if nxt is not None and not nxt.is_absolute() and not nxt.exists() and checkpoints is not None:
+            nxt = checkpoints / init
+        folder = nxt if nxt is not None and nxt.is_dir() else None
+    return dict(reversed(list(runs.items())))
+
+
 def read_summary(path: Path) -> dict[str, Any]:
     """The summary file's content ({} when it does not exist); ValueError naming it when malformed."""
     if not path.is_file():
@@ -102,8 +126,12 @@ def write_section(path: Path, name: str, section: Mapping[str, Any]) -> None:
     write_json_atomic(path, data)
 
 
-def write_summary(report: Mapping[str, Any], path: Path, plots: bool = True) -> dict[str, Path]:
-    """Update `path` with the report's ML-100k headline (and its plots); returns the written paths."""
+def write_summary(
+    report: Mapping[str, Any], path: Path, plots: bool = True, checkpoints: Path | None = None
+) -> dict[str, Path]:
+    """Update `path` with the report's ML-100k headline (and its plots: the systems, and the validation
+    curves of the adapter's training after those of its warm starts under `checkpoints`); returns the
+    written paths."""
     loo = (report.get("protocols") or {}).get("ml100k-loo")
     if loo is None:
         return {}
@@ -114,12 +142,9 @@ def write_summary(report: Mapping[str, Any], path: Path, plots: bool = True) -> 
     written = {"summary": path}
     if plots:
         written["ml100k_systems"] = plot_systems(loo, path.parent / "ml100k_systems.png")
-        csv_path = training_metrics(loo.get("adapter"))
-        if csv_path is not None:
-            label = Path(loo["adapter"]).name
-            written["valid_hr1_by_step"] = plot_validation_curves(
-                {label: csv_path}, path.parent / "valid_hr1_by_step.png"
-            )
+        runs = training_runs(loo.get("adapter"), checkpoints)
+        if runs:
+            written["valid_hr1_by_step"] = plot_validation_curves(runs, path.parent / "valid_hr1_by_step.png")
     return written
 
 
@@ -176,20 +201,25 @@ def _curve(path: Path, column: str) -> tuple[list[int], list[float]]:
 
 
 def plot_validation_curves(metrics_csvs: Mapping[str, Path], out: Path) -> Path:
-    """Validation HR@1 per training step from finetune metrics.csv files (the rows with `valid_hr@1`);
+    """Validation HR@1 per training step from finetune metrics.csv files (the rows with `valid_hr@1`),
+    one run after the other (a warm-started run's steps continue from the last step of the run before);
     the residual's prior-only and LLM-only HR@1 dashed when the file has them."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
+    offset = 0
     for label, path in metrics_csvs.items():
-        color = None
+        color, last = None, 0
         for column, style in CURVES.items():
             steps, values = _curve(Path(path), column)
             if not steps:
                 continue
+            last = max(last, steps[-1])
             name = label if column == "valid_hr@1" else f"{label}: {CURVE_NAMES[column]}"
-            line = ax.plot(steps, values, style, marker="o", markersize=3, label=name, color=color)[0]
+            xs = [offset + s for s in steps]
+            line = ax.plot(xs, values, style, marker="o", markersize=3, label=name, color=color)[0]
             color = color or line.get_color()
-    ax.set_xlabel("training step")
+        offset += last
+    ax.set_xlabel("training step" + (" (warm-started runs continue the run before)" if len(metrics_csvs) > 1 else ""))
     ax.set_ylabel("validation HR@1")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)

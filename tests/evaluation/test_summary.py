@@ -173,3 +173,23 @@ def test_residual_adapter_rows_summary_and_resume(residual_adapter, llm_cfg, tmp
     assert main(_argv(*common, "--systems", "lora-hybrid", extra=extra)) == 2
     err = capsys.readouterr().err
     assert str(folder) in err and "inputs.adapter_sha256" in err and len(err.strip().splitlines()) == 1
+
+
+def test_training_curves_follow_the_warm_start_chain(tmp_path):
+    """The curves plot the warm start's run first, then the run that continued it (a name under the
+    checkpoints folder, as the trainer resolves `model.init_from`); a missing warm start ends the chain."""
+    from fusionrec.evaluation.summary import plot_validation_curves, training_runs
+
+    header = "step,loss,valid_hr@1,valid_prior_hr@1,valid_llm_hr@1\n"
+    first, second = tmp_path / "checkpoints" / "phase1", tmp_path / "shipped" / "phase2"
+    for folder, init, rows in ((first, "", "0,,0.5,0.5,0.1\n40,1.0,0.55,0.5,0.4\n"),
+                               (second, "phase1", "0,,0.55,0.5,0.4\n10,0.9,0.6,0.5,0.45\n")):  # fmt: skip
+        folder.mkdir(parents=True)
+        (folder / "metrics.csv").write_text(header + rows)
+        (folder / "config.yaml").write_text(f"model:\n  init_from: '{init}'\n")
+    runs = training_runs(second, tmp_path / "checkpoints")
+    assert list(runs) == ["phase1", "phase2"]
+    assert runs["phase1"] == first / "metrics.csv"
+    assert list(training_runs(second, tmp_path / "elsewhere")) == ["phase2"]
+    out = plot_validation_curves(runs, tmp_path / "curves.png")
+    assert out.read_bytes()[:8] == PNG
