@@ -13,7 +13,9 @@ standardised components (BPR, SASRec, popularity). Reported, HR@1 and NDCG@10:
 - the hybrid at the adapter's residual weights, with either LLM view;
 - a grid of LLM weights (relative to the prior's), and the weight chosen on half of the users and
   evaluated on the other half (cross-fitted), paired against the prior (bootstrap 95% intervals);
-- for how many users the prior's first place is right, the LLM's, both or neither.
+- for how many users the prior's first place is right, the LLM's, both or neither;
+- a confidence gate (`gated`: the LLM's weight high when its top-1 margin beats the prior's), its
+  setting cross-fitted like the weight.
 
 Per-user views go to `<home>/reports/residual-valid/views.jsonl` (resumable);
 the numbers to benchmarks/results/residual_valid.json.
@@ -39,6 +41,7 @@ from fusionrec import env  # noqa: E402
 
 COMPONENTS = ("bpr", "sasrec", "popularity")
 GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.3, 1.6, 2.0)  # LLM weight / prior weight
+GATE = [(hi, lo, c) for hi in (0.0, 0.2, 0.4, 0.8, 1.5, 3.0) for lo in (0.0, 0.2, 0.4) for c in (0.5, 1.0, 2.0)]
 ORDERS = ("file", "reversed", "mean")
 
 
@@ -112,6 +115,7 @@ def analyse(recs: Sequence[dict[str, Any]], weights: dict[str, float], residual:
     }  # fmt: skip
     out["grid"] = {o: {str(g): float(metrics(prior + g * llm[o], targets)["HR@1"].mean()) for g in GRID} for o in ORDERS}
     out["crossfit"] = {o: crossfit(lambda g, o=o: metrics(prior + g * llm[o], targets), per["prior"]) for o in ORDERS}
+    out["gate"] = {o: crossfit(lambda g, o=o: metrics(gated(prior, llm[o], g), targets), per["prior"], GATE) for o in ORDERS}
     p, q = per["prior"]["HR@1"] > 0, per["llm (file)"]["HR@1"] > 0
     out["top1_agreement"] = {  # whose first place is right, per user: how different the LLM's errors are
         "both": float((p & q).mean()), "prior only": float((p & ~q).mean()),
@@ -120,16 +124,32 @@ def analyse(recs: Sequence[dict[str, Any]], weights: dict[str, float], residual:
     return out
 
 
-def crossfit(score: Callable[[float], dict[str, np.ndarray]], prior: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Choose the grid's LLM weight on odd users, evaluate on even users, and the other way round."""
+def gated(prior: np.ndarray, llm: np.ndarray, gate: tuple[float, float, float]) -> np.ndarray:
+    """A confidence gate: standardised prior + w x standardised LLM, w = `hi` for the users whose LLM
+    top-1 margin exceeds `c` x the prior's, else `lo`."""
+
+    def z(a: np.ndarray) -> np.ndarray:
+        return (a - a.mean(1, keepdims=True)) / np.maximum(a.std(1, keepdims=True), 1e-9)
+
+    def margin(a: np.ndarray) -> np.ndarray:
+        top = np.sort(a, axis=1)
+        return top[:, -1] - top[:, -2]
+
+    hi, lo, c = gate
+    pz, lz = z(prior), z(llm)
+    return pz + np.where(margin(lz) > c * margin(pz), hi, lo)[:, None] * lz
+
+
+def crossfit(score: Callable[[Any], dict[str, np.ndarray]], prior: dict[str, np.ndarray], grid: Sequence = GRID) -> dict:
+    """Choose the grid's setting on odd users, evaluate it on even users, and the other way round."""
     from fusionrec.evaluation.metrics import paired_difference
 
     n = len(prior["HR@1"])
     halves = [np.arange(n) % 2 == 0, np.arange(n) % 2 == 1]
     chosen, got = [], {k: np.zeros(n) for k in ("HR@1", "NDCG@10")}
-    per = {g: score(g) for g in GRID}
+    per = {g: score(g) for g in grid}
     for tune, held in (halves, halves[::-1]):
-        best = max(GRID, key=lambda g: (per[g]["HR@1"][tune].mean(), -g))
+        best = max(grid, key=lambda g: per[g]["HR@1"][tune].mean())  # the first of equals: the smallest
         chosen.append(best)
         for k in got:
             got[k][held] = per[best][k][held]
@@ -176,9 +196,10 @@ def main() -> int:
     for order, row in result["grid"].items():
         print(f"grid ({order}): " + " ".join(f"{g}:{v:.3f}" for g, v in row.items()))
     print("top-1 right: " + ", ".join(f"{k} {v:.3f}" for k, v in result["top1_agreement"].items()))
-    for order, c in result["crossfit"].items():
-        hr = c["HR@1 - prior"]
-        print(f"cross-fitted ({order}): weights {c['chosen']}, HR@1 - prior {hr[0]:+.3f} [{hr[1]:+.3f}, {hr[2]:+.3f}]")
+    for kind in ("crossfit", "gate"):
+        for order, c in result[kind].items():
+            hr = c["HR@1 - prior"]
+            print(f"{kind} ({order}): chosen {c['chosen']}, HR@1 - prior {hr[0]:+.3f} [{hr[1]:+.3f}, {hr[2]:+.3f}]")
     print(f"wrote {args.out}")
     return 0
 
