@@ -79,6 +79,14 @@ class AdapterRecipe:
     model: TrainedModel = field(default_factory=TrainedModel)
 
 
+def warm_start(init_from: str, checkpoints: Path | None) -> Path:
+    """The folder `model.init_from` names: itself when absolute or present, else a name under `checkpoints`."""
+    path = Path(init_from).expanduser()
+    if not path.is_absolute() and not path.exists() and checkpoints is not None:
+        path = checkpoints / init_from
+    return path
+
+
 def read_adapter_recipe(folder: Path) -> AdapterRecipe:
     """The recipe in `folder` (defaults without config.yaml); ValueError naming the file and the key."""
     path = Path(folder) / RECIPE_FILE

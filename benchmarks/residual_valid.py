@@ -45,14 +45,14 @@ GATE = [(hi, lo, c) for hi in (0.0, 0.2, 0.4, 0.8, 1.5, 3.0) for lo in (0.0, 0.2
 ORDERS = ("file", "reversed", "mean")
 
 
-def collect(cfg: Any, path: Path, users: int) -> list[dict[str, Any]]:
-    """Per validation user: target, candidates, the LLM's scores in both orders, prior components."""
+def collect(cfg: Any, path: Path, users: int) -> tuple[list[dict[str, Any]], dict[str, float], dict[str, float]]:
+    """(per validation user: target, candidates, the LLM's scores in both orders, prior components;
+    the prior's component weights; the residual's weights)."""
     from tqdm import tqdm
 
     from fusionrec.agent.rank import label_logprobs
     from fusionrec.evaluation.llm import LLMRanker
     from fusionrec.evaluation.loo import LOORun
-    from fusionrec.retrieval.collaborative.prior import standardise
 
     run = LOORun(cfg, path.parent)
     agent = run.agent("lora")
@@ -76,21 +76,21 @@ def collect(cfg: Any, path: Path, users: int) -> list[dict[str, Any]]:
                 got = dict(zip([c.item.id for c in prompt.candidates],
                                label_logprobs(agent.model, agent.projectors, prompt).tolist(), strict=True))  # fmt: skip
                 rec[f"llm_{order}"] = [round(got[c], 5) for c in cands]
-            history = run.prior_history(ex)
-            for comp in COMPONENTS:
-                raw = agent.prior._raw(comp, ex.user, history, cands)
-                rec[comp] = [round(float(x), 5) for x in standardise(raw)]
+            comps = agent.prior.components(ex.user, run.prior_history(ex), cands, COMPONENTS)
+            rec.update({c: [round(float(x), 5) for x in z] for c, z in comps.items()})
             fh.write(json.dumps(rec) + "\n")
             fh.flush()
             done[ex.key] = rec
-    return [done[e.key] for e in examples]
+    return [done[e.key] for e in examples], dict(agent.prior.weights), agent.residual.weights()
 
 
 def metrics(scores: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-user HR@1 and NDCG@10 of (users, candidates) scores; ties count against the target."""
-    t = scores[np.arange(len(targets)), targets][:, None]
-    above = (scores >= t).sum(axis=1) - 1  # other candidates scored at least as high
-    return {"HR@1": (above == 0).astype(float), "NDCG@10": np.where(above < 10, 1 / np.log2(above + 2), 0.0)}
+    """Per-user HR@1 and NDCG@10 of (users, candidates) scores (`fusionrec.metrics`: ties count against
+    the target)."""
+    from fusionrec.metrics import hit, ndcg, rank_by_score
+
+    ranks = [rank_by_score(s, t) for s, t in zip(scores, targets, strict=True)]
+    return {"HR@1": np.array([hit(r, 1) for r in ranks]), "NDCG@10": np.array([ndcg(r, 10) for r in ranks])}
 
 
 def analyse(recs: Sequence[dict[str, Any]], weights: dict[str, float], residual: dict[str, float]) -> dict:
@@ -173,15 +173,8 @@ def main() -> int:
     cfg = resolve_config("", [*base, *args.overrides, "eval.split=valid"])
     started = time.perf_counter()
     try:
-        recs = collect(cfg, cfg.home / "reports" / "residual-valid" / "views.jsonl", args.users)
-        from fusionrec.agent.residual import Residual
-        from fusionrec.evaluation.llm import find_adapter
-        from fusionrec.retrieval.collaborative.prior import Prior
-
-        adapter = find_adapter(cfg)
-        residual = Residual.load(adapter)
-        assert residual is not None
-        result = analyse(recs, dict(Prior.load(adapter).weights), residual.weights())
+        recs, weights, residual = collect(cfg, cfg.home / "reports" / "residual-valid" / "views.jsonl", args.users)
+        result = analyse(recs, weights, residual)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -86,7 +86,7 @@ def training_runs(adapter: str | Path | None, checkpoints: Path | None = None) -
     """{run: metrics.csv} of the adapter's training and of the warm starts it continued, earliest first:
     `model.init_from` of each recipe, resolved as the trainer does (a folder, else a name under
     `checkpoints`); the chain stops at a run whose folder or metrics.csv is not here."""
-    from fusionrec.agent.checkpoint import read_adapter_recipe
+    from fusionrec.agent.checkpoint import read_adapter_recipe, warm_start
 
     runs: dict[str, Path] = {}
     folder = Path(adapter) if adapter else None
@@ -99,9 +99,7 @@ def training_runs(adapter: str | Path | None, checkpoints: Path | None = None) -
             init = read_adapter_recipe(folder).model.init_from
         except ValueError:
             break
-        nxt = Path(init).expanduser() if init else None
-        if nxt is not None and not nxt.is_absolute() and not nxt.exists() and checkpoints is not None:
-            nxt = checkpoints / init
+        nxt = warm_start(init, checkpoints) if init else None
         folder = nxt if nxt is not None and nxt.is_dir() else None
     return dict(reversed(list(runs.items())))
 

@@ -429,10 +429,9 @@ class Trainer:
         return with_collab(vecs, self.collab, lookup=False)
 
     def _init_path(self) -> Path:
-        p = Path(self.recipe.model.init_from).expanduser()
-        if not p.is_absolute() and not p.exists():
-            p = self.cfg.checkpoints_dir / self.recipe.model.init_from
-        return p
+        from fusionrec.agent.checkpoint import warm_start
+
+        return warm_start(self.recipe.model.init_from, self.cfg.checkpoints_dir)
 
     def _task_weights(self) -> dict[str, float]:
         pools = {

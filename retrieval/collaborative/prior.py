@@ -66,13 +66,12 @@ class Prior:
             return used[0]
         return "mix(" + ", ".join(f"{c} {self.weights[c]:g}" for c in used) + ")"
 
-    def components(self, user: str | None, history: Sequence[str], candidates: Sequence[str]) -> dict:
-        """{component: standardised scores} for the components with a weight > 0."""
-        out: dict[str, np.ndarray] = {}
-        for c in COMPONENTS:
-            if self.weights.get(c, 0.0) > 0:
-                out[c] = standardise(self._raw(c, user, history, candidates))
-        return out
+    def components(
+        self, user: str | None, history: Sequence[str], candidates: Sequence[str], names: Sequence[str] = ()
+    ) -> dict:
+        """{component: standardised scores} for `names`, by default the components with a weight > 0."""
+        names = names or [c for c in COMPONENTS if self.weights.get(c, 0.0) > 0]
+        return {c: standardise(self._raw(c, user, history, candidates)) for c in names}
 
     def _raw(self, comp: str, user: str | None, history: Sequence[str], candidates: Sequence[str]) -> list:
         if comp == "bpr":
