@@ -61,6 +61,7 @@ VOICES = (("en-us", 175), ("en-gb", 140))  # espeak-ng voice, words per minute
 WARM_UP = "warming up the speech model"
 CORRECTION_BONUS = (0.0, 2.0, 4.0, 6.0, 8.0, 12.0)  # --tune correction: retrieval.speech_correction
 MIN_WORD_PROB = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)  # --tune confidence: models.speech_min_word_prob
+LEXICAL_WEIGHT = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)  # --tune lexical: retrieval.lexical_weight
 LANGUAGES = (  # espeak-ng voice, request: does the speech model hear other languages (--languages)
     ("de", "Ein lustiger Weltraumfilm aus den Neunzigern, bitte keinen Horror"),
     ("cmn", "轻松的九十年代喜剧，不要恐怖片"),
@@ -134,13 +135,14 @@ def config(home: Path, overrides: Sequence[str]) -> Config:
 
 
 def systems(home: Path, base: Sequence[str] = ()) -> dict[str, Any]:
-    """Name -> Retriever: each fusion strategy, then each single text-space block the store has."""
+    """Name -> Retriever: each fusion strategy, then each single text-space block the store has (the
+    block's vectors alone: no lexical re-scoring)."""
     from fusionrec.retrieval.search import Retriever
 
     out = {name: Retriever(config(home, [*base, *over])) for name, over in FUSIONS.items()}
     for block in TEXT_SPACE:
         if block in out["early"].blocks:
-            over = ["retrieval.fusion=late", f"retrieval.text_blocks={block}"]
+            over = ["retrieval.fusion=late", f"retrieval.text_blocks={block}", "retrieval.lexical_weight=0"]
             out[f"block:{block}"] = Retriever(config(home, [*base, *over]))
     return out
 
@@ -360,21 +362,14 @@ def correction_grid(
     return out
 
 
-def confidence_grid(
+def heard_clips(
     requests: list[dict], home: Path, overrides: Sequence[str], cache: Path
-) -> dict[str, Any]:
-    """Spoken tuning half at each ``models.speech_min_word_prob``: Whisper hears each clip once with word
-    probabilities; each row searches the words heard at least that likely (as the retriever searches a
-    transcript: the early search of the text). ``seconds_p50``: transcription with word probabilities."""
+) -> tuple[list[tuple[dict, str, Any]], list[float]]:
+    """Each request in each voice, heard once with word probabilities: (request, voice, features), and
+    the seconds of each transcription."""
     from fusionrec import encoders
-    from fusionrec.encoders.audio import confident_text
-    from fusionrec.evaluation.metrics import latency_summary
-    from fusionrec.retrieval.search import Retriever
 
     early = [*overrides, *FUSIONS["early"]]
-    found = {"early": Retriever(config(home, early))}
-    typed = table(typed_run(requests, found), requests)["early"]
-    out: dict[str, Any] = {"typed early": {k: typed[k] for k in ("hit@1", "hit@5", "hit@10")}}
     audio = encoders.load_audio_encoder(config(home, [*early, "models.speech_min_word_prob=0.01"]))
     audio.encode([speak(WARM_UP, *VOICES[0], cache)])  # the model loads here, outside the timing
     heard, seconds = [], []
@@ -384,22 +379,70 @@ def confidence_grid(
             (feats,) = audio.encode([speak(r["text"], voice, wpm, cache)])
             seconds.append(time.perf_counter() - t0)
             heard.append((r, voice, feats))
+    return heard, seconds
+
+
+def searched_hits(
+    requests: list[dict], retriever: Any, heard: list[tuple[dict, str, Any]], tau: float
+) -> tuple[dict[str, float], list[str]]:
+    """Spoken hit@1/5/10 when each clip's words heard at least `tau` likely are searched (as the
+    retriever searches a transcript), and the clips whose searched text differs from what was heard."""
+    from fusionrec.encoders.audio import confident_text
+
+    per: dict[str, dict] = {}
+    dropped = []
+    for r, voice, feats in heard:
+        text = confident_text(feats.words, tau, feats.transcript) if tau > 0 else feats.transcript
+        if text != feats.transcript:
+            dropped.append(f"{r['id']} {voice}: {feats.transcript!r} -> {text!r}")
+        rec = per.setdefault(r["id"], {**{f"hit@{k}": 0.0 for k in KS}})
+        for key, value in hits(ranked(retriever, text), r["targets"]).items():
+            rec[key] += value / len(VOICES)
+    row = table({"systems": {"early": per}}, requests)["early"]
+    return {k: row[k] for k in ("hit@1", "hit@5", "hit@10")}, dropped
+
+
+def confidence_grid(
+    requests: list[dict], home: Path, overrides: Sequence[str], cache: Path
+) -> dict[str, Any]:
+    """Spoken tuning half at each ``models.speech_min_word_prob``: Whisper hears each clip once with word
+    probabilities; each row searches the words heard at least that likely (as the retriever searches a
+    transcript: the early search of the text). ``seconds_p50``: transcription with word probabilities."""
+    from fusionrec.evaluation.metrics import latency_summary
+    from fusionrec.retrieval.search import Retriever
+
+    found = {"early": Retriever(config(home, [*overrides, *FUSIONS["early"]]))}
+    typed = table(typed_run(requests, found), requests)["early"]
+    out: dict[str, Any] = {"typed early": {k: typed[k] for k in ("hit@1", "hit@5", "hit@10")}}
+    heard, seconds = heard_clips(requests, home, overrides, cache)
     for tau in MIN_WORD_PROB:
-        per: dict[str, dict] = {}
-        dropped = []
-        for r, voice, feats in heard:
-            text = confident_text(feats.words, tau, feats.transcript) if tau > 0 else feats.transcript
-            if text != feats.transcript:
-                dropped.append(f"{r['id']} {voice}: {feats.transcript!r} -> {text!r}")
-            rec = per.setdefault(r["id"], {**{f"hit@{k}": 0.0 for k in KS}})
-            for key, value in hits(ranked(found["early"], text), r["targets"]).items():
-                rec[key] += value / len(VOICES)
-        row = table({"systems": {"early": per}}, requests)["early"]
-        out[f"min_word_prob={tau}"] = {**{k: row[k] for k in ("hit@1", "hit@5", "hit@10")},
-                                       "clips_changed": len(dropped), "changed": dropped}  # fmt: skip
-        print(f"min_word_prob={tau}", json.dumps({k: row[k] for k in ("hit@1", "hit@5", "hit@10")}),
-              len(dropped), flush=True)  # fmt: skip
+        row, dropped = searched_hits(requests, found["early"], heard, tau)
+        out[f"min_word_prob={tau}"] = {**row, "clips_changed": len(dropped), "changed": dropped}
+        print(f"min_word_prob={tau}", json.dumps(row), len(dropped), flush=True)
     out["seconds_p50"] = latency_summary(seconds)["p50_s"]
+    return out
+
+
+def lexical_grid(
+    requests: list[dict], home: Path, overrides: Sequence[str], cache: Path
+) -> dict[str, Any]:
+    """Typed and spoken tuning half at each ``retrieval.lexical_weight`` (rows) and, spoken, with the
+    whole transcript or only its confident words (``models.speech_min_word_prob`` 0 and 0.2): each
+    fusion strategy typed, the early search spoken. Whisper hears each clip once."""
+    from fusionrec.retrieval.search import Retriever
+
+    heard, _ = heard_clips(requests, home, overrides, cache)
+    out: dict[str, Any] = {}
+    for weight in LEXICAL_WEIGHT:
+        lexical = [*overrides, f"retrieval.lexical_weight={weight}"]
+        found = {name: Retriever(config(home, [*lexical, *over])) for name, over in FUSIONS.items()}
+        typed = table(typed_run(requests, found), requests)
+        row: dict[str, Any] = {f"typed {name}": {k: typed[name][k] for k in ("hit@1", "hit@5", "hit@10")}
+                               for name in FUSIONS}  # fmt: skip
+        for tau in (0.0, 0.2):
+            row[f"spoken early, min_word_prob={tau}"] = searched_hits(requests, found["early"], heard, tau)[0]
+        out[f"lexical_weight={weight}"] = row
+        print(f"lexical_weight={weight}", json.dumps(row), flush=True)
     return out
 
 
@@ -487,6 +530,8 @@ def tune(args: argparse.Namespace, requests: list[dict], home: Path) -> dict[str
         return hypotheses_grid(requests, home, args.overrides, Path(args.cache))
     if args.tune == "confidence":
         return confidence_grid(requests, home, args.overrides, Path(args.cache))
+    if args.tune == "lexical":
+        return lexical_grid(requests, home, args.overrides, Path(args.cache))
     if args.tune == "fusion":
         for label, over in fusion_grid().items():
             found = {"early": Retriever(config(home, over))}
@@ -563,7 +608,7 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=0, help="only the first N requests of the half (smoke runs)")
     ap.add_argument("--no-speech", action="store_true", help="typed requests only")
     ap.add_argument(
-        "--tune", choices=["fusion", "speech", "correction", "hypotheses", "confidence"],
+        "--tune", choices=["fusion", "speech", "correction", "hypotheses", "confidence", "lexical"],
         help="run a tuning grid on the tuning half"
     )
     ap.add_argument("--languages", action="store_true", help="only print what speech hears of LANGUAGES")

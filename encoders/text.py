@@ -162,11 +162,19 @@ class TfidfEncoder(TextEncoder):
             raise RuntimeError("TfidfEncoder is not fitted: call fit(texts) or TfidfEncoder.load(path)")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
-            counts = Counter(t for t in self.terms(text) if t in self.vocabulary)
-            for term, c in counts.items():
-                col = self.vocabulary[term]
-                out[row, col] = (1.0 + math.log(c)) * self.idf[col]
-        return l2_normalise(out)
+            for col, value in self.weights(text).items():
+                out[row, col] = value
+        return out
+
+    def weights(self, text: str) -> dict[int, float]:
+        """The text's L2-normalised row as {column: weight} (only its known terms; {} when none)."""
+        if not self.vocabulary:
+            raise RuntimeError("TfidfEncoder is not fitted: call fit(texts) or TfidfEncoder.load(path)")
+        counts = Counter(t for t in self.terms(text) if t in self.vocabulary)
+        cols = {self.vocabulary[t]: c for t, c in counts.items()}
+        row = {col: (1.0 + math.log(c)) * float(self.idf[col]) for col, c in cols.items()}
+        norm = math.sqrt(sum(v * v for v in row.values()))
+        return {col: v / norm for col, v in row.items()} if norm > 0 else {}
 
     def save(self, path: str | Path) -> Path:
         """Write the fitted encoder as JSON (atomically); a folder gets `tfidf.json` inside."""

@@ -37,6 +37,10 @@ class RetrievalConfig:
     # benchmarks/requests.jsonl the best bonus (6) changed one hit@10 and no hit@5, and cost up to 2 s
     # per spoken request on 2 cores (docs/results/requests.md)
     speech_correction: float = 0.0
+    # A search's pool is re-scored by the request's word match: z(fused) + lexical_weight * z(TF-IDF
+    # cosine over the whole catalog vocabulary) (retrieval.lexical); 0 = dense vectors only. Tuned on
+    # the tuning half of benchmarks/requests.jsonl, typed and spoken (docs/results/requests.md)
+    lexical_weight: float = 1.5
     rrf_k: int = 0  # late rrf: item score = mean over its blocks of w / (rrf_k + rank), rank from 1 (tuned)
     like_weight: float = 0.5  # "like X": X's stored vector weighs this much against the turn's own query vector (tuned: docs/results/chat_ranking.md)
     # fusion=cross: a trained cross_fusion.safetensors (typically <run>/last/cross_fusion.safetensors of a
@@ -58,6 +62,7 @@ class RetrievalConfig:
         check_range("retrieval.server_retries", self.server_retries, 0, 10)
         for key, value in self.weights.items():
             check_range(f"retrieval.weights.{key}", value, 0, 1000)
+        check_range("retrieval.lexical_weight", self.lexical_weight, 0, 1000)
         check_range("retrieval.rrf_k", self.rrf_k, 0, 10_000)
         check_range("retrieval.like_weight", self.like_weight, 0, 1000)
         check_range("retrieval.speech_correction", self.speech_correction, 0, 100)

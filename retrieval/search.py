@@ -41,6 +41,7 @@ from fusionrec.retrieval.fusion import (
     split_blocks,
 )
 from fusionrec.retrieval.ingest import VIDEO_FPS
+from fusionrec.retrieval.lexical import Lexicon, hybrid
 from fusionrec.retrieval.store import Store, build_where, hidden
 from fusionrec.types import Attachment, Candidate, Item
 from fusionrec.vectors import l2_normalise
@@ -79,6 +80,7 @@ class QueryVectors:
     turn: np.ndarray | None = None
     transcripts: list[str] = field(default_factory=list)  # what Whisper heard
     searched: list[str] = field(default_factory=list)  # the transcripts as searched (`Retriever.corrected`)
+    texts: list[str] = field(default_factory=list)  # the typed text and searched transcripts (lexical match)
     uploads: list[Upload] = field(default_factory=list)  # one per attachment, in order
 
 
@@ -118,6 +120,7 @@ class Retriever:
         self._encoders: dict[str, Any] = {}
         self._cross: Any = None
         self._corrector: Any = None  # retrieval.transcripts.TranscriptCorrector, built on first need
+        self._lexicon: Lexicon | None = None  # the catalog's document frequencies, built on first need
         self.cross_trained: bool | None = None  # known once the cross-modal module is loaded
         self.last_query: QueryVectors | None = None
 
@@ -172,6 +175,7 @@ class Retriever:
         from fusionrec.media import validate
 
         parts: dict[str, list[np.ndarray]] = {}
+        texts: list[str] = []
         transcripts: list[str] = []
         searched: list[str] = []
         uploads: list[Upload] = []
@@ -185,6 +189,7 @@ class Retriever:
             """Typed or heard text, in the blocks it really reaches (``retrieval.text_blocks``)."""
             if not text.strip():
                 return
+            texts.append(text)
             reach = [b for b in (text_blocks or self.cfg.retrieval.text_blocks) if b in self.dims]
             vec = None
             if "text" in reach:
@@ -238,7 +243,7 @@ class Retriever:
         if turn is None and "image_text" in blocks and self._image_in_text_space():
             turn = blocks["image_text"]
         return QueryVectors(
-            blocks=blocks, turn=turn, transcripts=transcripts, searched=searched, uploads=uploads
+            blocks=blocks, turn=turn, transcripts=transcripts, searched=searched, uploads=uploads, texts=texts
         )
 
     def corrected(self, feats: Any) -> str:
@@ -283,6 +288,7 @@ class Retriever:
             return self._browse(where, k, exclude)
         scored = self._early(query, where, k) if self.fusion == "early" else self._late(query, where, k)
         scored = [s for s in scored if s[0] not in exclude]  # belt and braces: where already did it
+        scored = self._with_lexical(query, scored)
         scored.sort(key=lambda s: -s[1])
         return [Candidate(self.item(rid), score, mods) for rid, score, mods in scored[:k]]
 
@@ -351,6 +357,22 @@ class Retriever:
             block_scores[rid] = {b: float(parts[b] @ query.blocks[b]) for b in parts if b in query.blocks}
         fused = pool_scores("early", block_scores, weights)
         return [(rid, fused[rid], modality_scores(s)) for rid, s in block_scores.items()]
+
+    def _with_lexical(
+        self, query: QueryVectors, scored: list[tuple[str, float, dict]]
+    ) -> list[tuple[str, float, dict]]:
+        """The pool re-scored with the request's lexical match (`retrieval.lexical`), weight
+        ``retrieval.lexical_weight``; each candidate's match is its ``lexical`` modality score."""
+        weight, text = self.cfg.retrieval.lexical_weight, " ".join(query.texts)
+        if weight <= 0 or not text.strip() or len(scored) < 2:
+            return scored
+        if self._lexicon is None:
+            docs = self.store.get("early").get(include=["documents"])["documents"]
+            self._lexicon = Lexicon.from_documents(docs)
+        ids = [rid for rid, _, _ in scored]
+        lexical = dict(zip(ids, self._lexicon.scores(text, self.items(ids)).tolist(), strict=True))
+        fused = hybrid({rid: score for rid, score, _ in scored}, lexical, weight)
+        return [(rid, fused[rid], {**mods, "lexical": lexical[rid]}) for rid, _, mods in scored]
 
     def _late(self, query: QueryVectors, where: dict | None, k: int) -> list[tuple[str, float, dict]]:
         channels = [b for b in query.blocks if b in self.dims]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from fusionrec.types import Item
 
-MODALITY_LABELS = {"liked_item": "liked item"}  # other modalities are shown by name
+MODALITY_LABELS = {"liked_item": "liked item", "lexical": "word"}  # other modalities are shown by name
 ON = ' class="fr-on"'
 MAX_POSTER_BYTES = 512 * 1024  # larger posters are not inlined as data URIs
 

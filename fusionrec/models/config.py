@@ -31,7 +31,10 @@ class ModelsConfig:
     )  # next temperature tried when a decode looks broken (repetitive, unlikely); [0.0] = no fallback
     speech_prompt: str = ""  # initial prompt, e.g. SPEECH_PROMPT naming the domain ("" = none), <= 200 chars
     speech_language: str = ""  # "" = detected per clip; else a Whisper language code (en, de, zh, ...)
-    speech_min_word_prob: float = 0.2  # words heard with a lower probability are not searched (0 = off; tuning half: docs/results/requests.md)
+    # words heard with a lower probability are not searched (0 = off: the whole transcript). Off since the
+    # lexical re-scoring (retrieval.lexical_weight): the rare words it matches are often the unsure ones
+    # (tuning half: docs/results/requests.md)
+    speech_min_word_prob: float = 0.0
 
     def check(self) -> None:
         """Range-check the values and apply the image pixel limit process-wide (called at config load)."""

@@ -62,7 +62,8 @@ def test_candidates_carry_per_modality_scores_and_stored_items(ret_cfg, ingested
     cands = retriever.retrieve("Woody the cowboy and the other toys in Andy's room meet Buzz Lightyear", k=10)
     assert len(cands) == 10 and cands[0].item.title == "Toy Story"
     assert [c.score for c in cands] == sorted((c.score for c in cands), reverse=True)
-    assert set(cands[0].modality_scores) == {"text"}  # a text request does not reach the poster bridge
+    # a text request does not reach the poster bridge; its words match Toy Story's overview (Woody, Buzz)
+    assert set(cands[0].modality_scores) == {"text", "lexical"} and cands[0].modality_scores["lexical"] > 0
     item = retriever.item("1")
     assert item.title == "Toy Story" and item.media["image"] == catalog[0].media["image"]
     assert retriever.item("1").tags, "auto-labels of the poster are merged into the tags"
@@ -85,10 +86,14 @@ def test_filters_and_exclusions_are_respected(ret_cfg, ingested, fusion):
     seen = [c.item.id for c in first[:5]]
     rest = retriever.retrieve(query, exclude_ids=seen, k=10)
     assert len(rest) == 10 and not set(seen) & {c.item.id for c in rest}
-    # excluding the first five promotes the next five; their exact per-block cosines do not change
+    before = {c.item.id: c.modality_scores for c in first}  # exact per-block cosines and word matches
+    assert all(c.modality_scores == before[c.item.id] for c in rest if c.item.id in before)
+    # without the word match (standardised over the pool, which the exclusion changes), excluding the
+    # first five promotes the next five
+    retriever.cfg.retrieval.lexical_weight = 0.0
+    first = retriever.retrieve(query, k=10)
+    rest = retriever.retrieve(query, exclude_ids=[c.item.id for c in first[:5]], k=10)
     assert {c.item.id for c in rest[:5]} == {c.item.id for c in first[5:10]}
-    before = {c.item.id: c.modality_scores for c in first}
-    assert all(c.modality_scores == before[c.item.id] for c in rest[:5])
     if fusion != "late":  # early and (untrained) cross scores do not depend on the pool: same order;
         # late fusion ranks (RRF) or standardises (weighted) over the pool, which the exclusion changes
         assert [c.item.id for c in rest[:5]] == [c.item.id for c in first[5:10]]
