@@ -50,7 +50,7 @@ class AgentConfig:
     adapter: str = "shipped"  # finetune checkpoint folder (LoRA + projectors + prior); "shipped" = the adapter in agent/adapters/ when it fits the LLM; "" = none (zero-shot)
     answer_language: str = "auto"  # explanations: auto (the user's language unless the LLM is the English-only SmolLM2) | user | en
     explain_with: str = "auto"  # explanations: auto (the adapter if it was trained to explain, else the base LLM) | adapter | base
-    chat_retrieval_weight: float = 2.0  # residual ranker in a chat: weight of the standardised retrieval score added to the prior (chosen on the request benchmark's tuning half, docs/results/chat_ranking.md)
+    chat_retrieval_weight: float = 1.0  # residual ranker in a chat: weight of the standardised retrieval score added to the prior (chosen on the request benchmark's tuning half with the lexical re-scoring, docs/results/chat_ranking.md)
     chat_prior: str = "auto"  # a chat turn's prior: conversation (the adapter's dialogue residual over its conversational prior, as on ReDial turns) | sequential (its residual over the collaborative prior) | auto (conversation when that prior counts this catalog's films, e.g. data.dataset=redial)
     chat_prior_picks: int = 5  # conversation prior: candidates it proposes (its best films the filters allow), the rest from retrieval (docs/results/redial_chat.md)
     chat_prior_pool: int = 0  # conversation prior: it picks among retrieval's top N films (0 = among every film the filters allow)

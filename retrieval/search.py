@@ -301,8 +301,9 @@ class Retriever:
         k: int | None = None,
     ) -> list[Candidate]:
         """More like this one: the stored item's early-fused vector (``retrieval.like_weight`` times the
-        turn's `query`, when it has vectors) searches the early index; a candidate's score, also its
-        ``liked_item`` modality score, is its cosine to that vector. An item not stored: `retrieve`."""
+        turn's `query`, when it has vectors) searches the early index; a candidate's ``liked_item`` modality
+        score is its cosine to that vector, and its score too unless the turn's words re-score the pool
+        (`_with_lexical`). An item not stored: `retrieve`."""
         k = int(k or self.cfg.retrieval.k)
         item_id, exclude = str(item_id), [str(i) for i in exclude_ids]
         rec = self.store.records("early", [item_id]).get(item_id)
@@ -312,11 +313,14 @@ class Retriever:
         if query is not None and query.blocks:
             turn = early_fuse(self.layout, query.blocks, self.cfg.retrieval.weights)
             vec = l2_normalise(self.cfg.retrieval.like_weight * vec + turn)
-        hits = self.store.query("early", vec, k + len(exclude) + 1, build_where(filters, exclude))
+        worded = query is not None and bool(query.texts) and self.cfg.retrieval.lexical_weight > 0
+        pool = (k * OVERFETCH + 10 if worded else k) + len(exclude) + 1
         skip = {*exclude, item_id}
-        return [
-            Candidate(self.item(rid), score, {"liked_item": score}) for rid, score in hits if rid not in skip
-        ][:k]
+        hits = [h for h in self.store.query("early", vec, pool, build_where(filters, exclude)) if h[0] not in skip]
+        scored = [(rid, score, {"liked_item": score}) for rid, score in hits]
+        if query is not None:
+            scored = sorted(self._with_lexical(query, scored), key=lambda s: -s[1])
+        return [Candidate(self.item(rid), score, mods) for rid, score, mods in scored[:k]]
 
     def admissible(
         self, ids: Sequence[str], filters: dict[str, Any] | None = None, exclude_ids: Iterable[str] = ()

@@ -55,6 +55,26 @@ def test_the_like_weight_sets_how_much_the_liked_item_counts(ret_cfg, ingested, 
         turn = early_fuse(ret.layout, query.blocks, cfg.retrieval.weights)
         searched = l2_normalise(weight * l2_normalise(stored[liked][0]) + turn)
         cosines = [float(l2_normalise(stored[c.item.id][0]) @ searched) for c in got]
-        assert [c.score for c in got] == pytest.approx(cosines, abs=1e-4)
+        assert [c.modality_scores["liked_item"] for c in got] == pytest.approx(cosines, abs=1e-4)
+        assert [c.score for c in got] == sorted((c.score for c in got), reverse=True)
         rankings.append([c.item.id for c in got])
     assert rankings[0] != rankings[1]  # the request leads at 0.5, the liked film at 8
+
+
+def test_the_request_words_re_score_the_like_search(ret_cfg, ingested, subset):
+    """A "like X" turn's own words re-score the pool (retrieval.lexical_weight); at 0 the cosine decides."""
+    import dataclasses
+
+    liked, request = subset[0].id, "a detective in a rainy city"
+    orders = {}
+    for weight in (0.0, 1.5):
+        cfg = dataclasses.replace(ret_cfg, retrieval=dataclasses.replace(ret_cfg.retrieval, lexical_weight=weight))
+        ret = Retriever(cfg)
+        got = ret.retrieve_like(liked, ret.query_vectors(request), k=10)
+        assert liked not in {c.item.id for c in got} and len(got) == 10
+        orders[weight] = [c.item.id for c in got]
+        if weight == 0:
+            assert all(c.modality_scores == {"liked_item": c.score} for c in got)
+        else:
+            assert all(c.modality_scores.keys() == {"liked_item", "lexical"} for c in got)
+    assert orders[0.0] != orders[1.5]
