@@ -259,7 +259,8 @@ def paired(a: dict, b: dict, requests: list[dict], key: str = "hit@5") -> list[f
 
 
 def comparisons(typed: dict, spoken: dict | None, requests: list[dict]) -> dict[str, Any]:
-    """Paired bootstrap [mean, lo, hi] of hit@5 (and hit@1): fusion - best block; spoken - typed."""
+    """Paired bootstrap [mean, lo, hi] of hit@5 (and hit@1): fusion - best block (typed, and spoken with
+    the typed best block); spoken - typed."""
     rows = table(typed, requests)
     blocks = [n for n in rows if n.startswith("block:")]
     best = max(blocks, key=lambda n: (rows[n]["hit@5"], rows[n]["hit@1"]))
@@ -269,6 +270,10 @@ def comparisons(typed: dict, spoken: dict | None, requests: list[dict]) -> dict[
             key: paired(typed["systems"][name], typed["systems"][best], requests, key)
             for key in ("hit@1", "hit@5")
         }
+    if spoken is not None:
+        out["spoken_fusion_minus_best_block"] = {name: {
+            key: paired(spoken["systems"][name], spoken["systems"][best], requests, key) for key in ("hit@1", "hit@5")
+        } for name in FUSIONS}  # fmt: skip
     for name in (spoken or {}).get("systems", {}):
         out["spoken_minus_typed"][name] = {
             key: paired(spoken["systems"][name], typed["systems"][name], requests, key)
