@@ -11,7 +11,8 @@ through its pooled frames (as an image) and its sound track (as audio).
 ``retrieval.fusion`` then picks the strategy: ``early`` (one fused vector, one collection), ``late``
 (one search per block, combined by RRF or a weighted score mean) or ``cross`` (late candidates,
 scored by the cross-modal attention module whose trained weights ``retrieval.cross_weights``
-names). Filters and excluded ids go into Chroma's ``where``.
+names). Filters and excluded ids go into Chroma's ``where``. Whatever the strategy, the pool is then
+re-scored by the request's words (`retrieval.lexical`, ``retrieval.lexical_weight``).
 """
 
 from __future__ import annotations
