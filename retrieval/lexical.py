@@ -26,7 +26,10 @@ VOCABULARY = 10_000_000  # no cap: the rare words are the ones that identify an 
 
 
 class Lexicon:
-    """Document frequencies of a catalog's item texts; item rows are built on first need and kept."""
+    """Document frequencies of a catalog's item texts; item rows are built on first need and kept.
+
+    A `Retriever` builds one on its first worded query and keeps it: items ingested while it runs are
+    matched with the frequencies (and words) of that time until the process restarts."""
 
     def __init__(self, texts: Sequence[str]) -> None:
         self.tfidf = TfidfEncoder(max_features=VOCABULARY, name="lexicon").fit(texts)
