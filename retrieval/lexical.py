@@ -19,6 +19,7 @@ import numpy as np
 
 from fusionrec.data.catalog import item_from_dict
 from fusionrec.encoders.text import TfidfEncoder
+from fusionrec.retrieval.collaborative.prior import standardise
 from fusionrec.retrieval.ingest import item_text
 from fusionrec.types import Item
 
@@ -57,11 +58,6 @@ class Lexicon:
 def hybrid(fused: Mapping[str, float], lexical: Mapping[str, float], weight: float) -> dict[str, float]:
     """``z(fused) + weight * z(lexical)`` over the pool's ids (a constant column contributes 0)."""
     ids = list(fused)
-    f = _z(np.array([fused[i] for i in ids], dtype=np.float64))
-    lex = _z(np.array([lexical.get(i, 0.0) for i in ids], dtype=np.float64))
+    f = standardise([fused[i] for i in ids])
+    lex = standardise([lexical.get(i, 0.0) for i in ids])  # equal matches (up to rounding): no vote
     return {rid: float(a + weight * b) for rid, a, b in zip(ids, f, lex, strict=True)}
-
-
-def _z(x: np.ndarray) -> np.ndarray:
-    std = float(x.std()) if x.size else 0.0
-    return (x - x.mean()) / std if std > 1e-9 else np.zeros_like(x)  # equal scores (up to rounding): no vote

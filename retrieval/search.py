@@ -314,7 +314,7 @@ class Retriever:
         if query is not None and query.blocks:
             turn = early_fuse(self.layout, query.blocks, self.cfg.retrieval.weights)
             vec = l2_normalise(self.cfg.retrieval.like_weight * vec + turn)
-        worded = query is not None and bool(query.texts) and self.cfg.retrieval.lexical_weight > 0
+        worded = query is not None and bool(self._lexical_text(query))
         pool = (k * OVERFETCH + 10 if worded else k) + len(exclude) + 1
         skip = {*exclude, item_id}
         hits = [h for h in self.store.query("early", vec, pool, build_where(filters, exclude)) if h[0] not in skip]
@@ -368,16 +368,20 @@ class Retriever:
     ) -> list[tuple[str, float, dict]]:
         """The pool re-scored with the request's lexical match (`retrieval.lexical`), weight
         ``retrieval.lexical_weight``; each candidate's match is its ``lexical`` modality score."""
-        weight, text = self.cfg.retrieval.lexical_weight, " ".join(query.texts)
-        if weight <= 0 or not text.strip() or len(scored) < 2:
+        text = self._lexical_text(query)
+        if not text or len(scored) < 2:
             return scored
         if self._lexicon is None:
             docs = self.store.get("early").get(include=["documents"])["documents"]
             self._lexicon = Lexicon.from_documents(docs)
         ids = [rid for rid, _, _ in scored]
         lexical = dict(zip(ids, self._lexicon.scores(text, self.items(ids)).tolist(), strict=True))
-        fused = hybrid({rid: score for rid, score, _ in scored}, lexical, weight)
+        fused = hybrid({rid: score for rid, score, _ in scored}, lexical, self.cfg.retrieval.lexical_weight)
         return [(rid, fused[rid], {**mods, "lexical": lexical[rid]}) for rid, _, mods in scored]
+
+    def _lexical_text(self, query: QueryVectors) -> str:
+        """The words the pool is matched with: the query's texts, or "" when ``retrieval.lexical_weight`` is 0."""
+        return " ".join(query.texts).strip() if self.cfg.retrieval.lexical_weight > 0 else ""
 
     def _late(self, query: QueryVectors, where: dict | None, k: int) -> list[tuple[str, float, dict]]:
         channels = [b for b in query.blocks if b in self.dims]
