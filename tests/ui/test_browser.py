@@ -116,6 +116,7 @@ def open_page(browser, url: str):
     page.set_default_timeout(30_000)
     page.goto(url, wait_until="load")  # never "networkidle": the queue stream stays open
     page.wait_for_selector("#fr-input textarea")
+    page.wait_for_selector("#fr-cards", state="attached")  # WATCH_STREAMING observes it: it must be there
     return page
 
 
